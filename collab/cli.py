@@ -1,0 +1,194 @@
+"""Command line: `collab generate | text2image | mask2image | check`.
+
+Every input is validated before the model is loaded, and outputs are written only after sampling
+succeeded (each file through a temporary name), so a failure leaves no half-written folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from collab.combination import MODES, RULES
+from collab.samplers import SAMPLERS
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="demo", help="registry name (demo, official_256, official_512) or a collab "
+                                                   "model directory (default: demo)")
+    g.add_argument("--ckpt", nargs="+", type=Path, help="official .ckpt files (codiff, or text/mask uni-modal)")
+    g.add_argument("--config", help="config name or YAML for --ckpt (default: inferred from the keys)")
+    g.add_argument("--vocab", type=Path, help="bert-base-uncased vocab.txt (file or directory)")
+    g.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow checkpoints that need pickle code execution (only for files you trust)")
+    g.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (cuda when present)")
+    g.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
+                   help="precision of the UNets (encoders and VAE stay float32)")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser, mode_choice: bool) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--steps", type=int, default=50)
+    g.add_argument("--eta", type=float, default=1.0, help="DDIM eta (official scripts: 1.0)")
+    g.add_argument("--sampler", default="ddim", choices=SAMPLERS)
+    g.add_argument("--batch-size", type=int, default=1)
+    if mode_choice:
+        g.add_argument("--mode", default="collaborative", choices=MODES)
+        g.add_argument("--rule", choices=RULES, help="influence rule (default: the model's; official models: official)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
+    o.add_argument("--save-influence", action="store_true", help="save the influence-map grid per image")
+    o.add_argument("--save-intermediates", action="store_true", help="save decoded x_t and pred_x0 per step")
+    o.add_argument("--no-progress", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="collab", description="Collaborative Diffusion: multi-modal face generation")
+    sub = ap.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="text + mask (or either) -> faces")
+    gen.add_argument("--text", help="text condition, e.g. 'This man has beard of medium length. He is in his thirties.'")
+    gen.add_argument("--mask", type=Path, help="mask PNG (palette label indices, or the official colours)")
+    _add_model_args(gen)
+    _add_sampling_args(gen, mode_choice=True)
+    t2i = sub.add_parser("text2image", help="text collaborator alone")
+    t2i.add_argument("--text", required=True)
+    _add_model_args(t2i)
+    _add_sampling_args(t2i, mode_choice=False)
+    m2i = sub.add_parser("mask2image", help="mask collaborator alone")
+    m2i.add_argument("--mask", type=Path, required=True)
+    _add_model_args(m2i)
+    _add_sampling_args(m2i, mode_choice=False)
+    chk = sub.add_parser("check", help="verify against golden vectors (= python -m collab.reference_check)")
+    chk.add_argument("dirs", nargs="+", type=Path)
+    return ap
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda asked for, but no CUDA device is available (use --device cpu)")
+    return device
+
+
+def _conditions(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate raw conditions up front (before loading gigabytes)."""
+    from collab.masks import load_mask
+
+    conds: dict[str, Any] = {}
+    text = getattr(args, "text", None)
+    if text is not None:
+        if not text.strip():
+            raise SystemExit("error: --text is empty")
+        conds["text"] = text
+    mask = getattr(args, "mask", None)
+    if mask is not None:
+        if not mask.exists():
+            raise SystemExit(f"error: mask file not found: {mask}")
+        conds["mask"] = load_mask(mask)
+    if not conds:
+        raise SystemExit("error: give --text and/or --mask")
+    return conds
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from collab.pipeline import generate
+    from collab.registry import load_model
+    from collab.visualize import StepRecorder, grid, influence_grid
+
+    conds = _conditions(args)
+    if args.steps < 1 or args.batch_size < 1:
+        raise SystemExit("error: --steps and --batch-size must be >= 1")
+    device = resolve_device(args.device)
+    model = load_model(args.model, ckpt=args.ckpt, config=args.config, vocab=args.vocab, trusted=args.trust_checkpoint,
+                       device=device, dtype=DTYPES[args.dtype])
+    missing = [n for n in conds if n not in model.names]
+    if missing:
+        raise SystemExit(f"error: this model has no {', '.join(missing)} modality (it has {', '.join(model.names)})")
+    recorders = [StepRecorder(sample=i, keep_latents=args.save_intermediates)
+                 for i in range(args.batch_size)] if (args.save_influence or args.save_intermediates) else []
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.steps, desc="sampling", unit="step")
+
+    def callback(step):
+        for r in recorders:
+            r(step)
+        if bar is not None:
+            bar.total = step.num_steps
+            bar.update(1)
+
+    mode = getattr(args, "mode", "collaborative")
+    result = generate(model, conds, mode=mode, rule=getattr(args, "rule", None), sampler=args.sampler, steps=args.steps,
+                      eta=args.eta, seed=args.seed, batch_size=args.batch_size,
+                      callback=callback if (recorders or bar) else None)
+    if bar is not None:
+        bar.close()
+
+    # Write only now that everything succeeded.
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, image in enumerate(result.images):
+        stem = f"{args.seed:06d}_{i:02d}"
+        _save_png(image, args.out / f"{stem}.png")
+        written.append(args.out / f"{stem}.png")
+        if recorders and args.save_influence and recorders[i].influence:
+            _save_png(influence_grid(recorders[i]), args.out / f"{stem}_influence.png")
+        if recorders and args.save_intermediates:
+            for key in ("x_t", "pred_x0"):
+                lat = torch.stack(getattr(recorders[i], key)).to(model.device)
+                decoded = np.concatenate([_decode(model, lat[j:j + 8]) for j in range(0, len(lat), 8)])
+                _save_png(grid(list(decoded), ncols=10), args.out / f"{stem}_{key}.png")
+    settings = asdict(result.settings) | {"model": model.config.name, "conditions": {
+        k: (v if isinstance(v, str) else str(getattr(args, k))) for k, v in conds.items()}}
+    tmp = args.out / "settings.json.tmp"
+    tmp.write_text(json.dumps(settings, indent=1))
+    tmp.replace(args.out / f"{args.seed:06d}_settings.json")
+    print(f"{result.settings.describe()}\nwrote {len(written)} image(s) to {args.out}")
+    return 0
+
+
+def _decode(model, latents: torch.Tensor) -> np.ndarray:
+    from collab.pipeline import to_uint8
+
+    return to_uint8(model.decode(latents))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        from collab.reference_check import main as check_main
+
+        return check_main([str(d) for d in args.dirs])
+    warnings.simplefilter("default")
+    try:
+        return run_generate(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        # User-facing errors (bad masks, checkpoints that do not fit, ...) without a traceback.
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

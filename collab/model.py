@@ -1,0 +1,85 @@
+"""The collaborative model: a VAE plus, per modality, a collaborator, its encoder and its diffuser.
+
+Modalities are data (a ModuleDict entry per name); nothing here branches on a modality's name.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from collab.conditions import ConditionInput, make_input
+from collab.config import ModelConfig
+from collab.encoders import MaskEncoder, TextEncoder
+from collab.schedule import DiffusionSchedule
+from collab.tokenizer import WordPieceTokenizer
+from collab.unet import UNetModel
+from collab.vae import AutoencoderKL
+
+_ENCODERS = {"text": TextEncoder, "mask": MaskEncoder}
+
+
+class CollaborativeModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.vae = AutoencoderKL(cfg.vae)
+        self.collaborators = nn.ModuleDict({m.name: UNetModel(m.collaborator) for m in cfg.modalities})
+        self.encoders = nn.ModuleDict({m.name: _ENCODERS[m.kind](m.encoder) for m in cfg.modalities})
+        self.diffusers = nn.ModuleDict({m.name: UNetModel(m.diffuser) for m in cfg.modalities if m.diffuser})
+        self.schedule = DiffusionSchedule.linear(cfg.timesteps, cfg.linear_start, cfg.linear_end)
+        self.inputs: dict[str, ConditionInput] = {}
+
+    # ------------------------------------------------------------ conditions
+
+    def attach_tokenizer(self, tokenizer: WordPieceTokenizer | None) -> CollaborativeModel:
+        """Set up the raw-input adapters (the text ones need a tokenizer, read from disk by the loader)."""
+        for m in self.config.modalities:
+            if m.kind == "text":
+                if tokenizer is not None:
+                    self.inputs[m.name] = make_input("text", tokenizer=tokenizer)
+            else:
+                self.inputs[m.name] = make_input(m.kind)
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.config.names
+
+    @property
+    def device(self) -> torch.device:
+        return self.vae.quant_conv.weight.device
+
+    def prepare(self, name: str, raws: Sequence[Any]) -> torch.Tensor:
+        """Raw conditions of one modality -> encoder input on the model's device."""
+        if name not in self.inputs:
+            raise ValueError(f"modality {name!r} has no input adapter"
+                             + (" (no tokenizer vocabulary was found)" if name in self.names else
+                                f"; this model has {', '.join(self.names)}"))
+        return self.inputs[name].prepare(raws).to(self.device)
+
+    @torch.no_grad()
+    def encode_condition(self, name: str, raws: Sequence[Any]) -> torch.Tensor:
+        """Raw conditions -> cross-attention context [B, L, D]."""
+        encoder = self.encoders[name]
+        ctx = encoder(self.prepare(name, raws))
+        return ctx.to(self.collaborators[name].dtype)
+
+    # ------------------------------------------------------------ latents
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> images in [-1, 1] (float32)."""
+        return self.vae.decode(z / self.config.scale_factor)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False) -> torch.Tensor:
+        """Images in [-1, 1] -> scaled latents (posterior mean unless `sample`)."""
+        post = self.vae.encode(images.to(self.device))
+        z = post.sample(generator) if sample else post.mean
+        return z * self.config.scale_factor
+
+    def latent_shape(self, batch: int) -> tuple[int, int, int, int]:
+        c = self.config
+        return (batch, c.latent_channels, c.latent_size, c.latent_size)

@@ -1,0 +1,212 @@
+"""Collaborative sampling: per step, every collaborator's eps, influence maps, softmax, mix, update.
+
+`generate` is the one entry point; comparisons (composable, single modality, ablations) are modes
+of the same call on the same collaborators, and the mode and rule are recorded in the result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from collab import combination as comb
+from collab.model import CollaborativeModel
+from collab.samplers import SAMPLERS, NoiseFn, StepInfo, gaussian_noise, sample_ddim, sample_dpmpp_2m
+from collab.schedule import SamplingSchedule
+
+
+@dataclass(frozen=True)
+class CollabStep:
+    """What a callback sees after each step. Tensors are the live ones: copy what you keep."""
+
+    index: int
+    num_steps: int
+    t: int
+    x_t: torch.Tensor  # [B, C, h, w] input latent of the step
+    pred_x0: torch.Tensor  # [B, C, h, w]
+    x_prev: torch.Tensor
+    influence: dict[str, torch.Tensor]  # name -> weights used [B, 1, h, w] (after softmax and rule)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    modalities: tuple[str, ...]
+    mode: str
+    rule: str
+    sampler: str
+    steps: int
+    eta: float
+    seed: int | None
+    batch_size: int
+    dtype: str
+    timesteps: tuple[int, ...]
+
+    def describe(self) -> str:
+        rule = f", rule={self.rule}" if self.mode == "collaborative" and len(self.modalities) > 1 else ""
+        return (f"{'+'.join(self.modalities)} | mode={self.mode}{rule} | {self.sampler} {self.steps} steps "
+                f"eta={self.eta} | seed={self.seed}")
+
+
+@dataclass
+class GenerationResult:
+    images: np.ndarray  # [B, H, W, 3] uint8
+    latents: torch.Tensor  # z_0 [B, C, h, w], scaled
+    settings: GenerationSettings
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class CollaborativeDenoiser:
+    """eps(x_t, t) for a fixed set of modalities and their contexts; the sampler's denoiser.
+
+    Modes:
+    - "collaborative": learned influence, per-pixel softmax over modalities (rule "paper"), or
+      the official sampler's cosine decay + doubling of the layout weight on top (rule "official").
+    - "composable": fixed equal weights 1/M at every pixel and step, i.e. the convex average
+      sum_m eps_m / M (Composable Diffusion without an unconditional term: the released
+      collaborators were trained without condition dropout, so eps_u is not available).
+    - "no_spatial" ablation: the collaborative weights averaged over pixels at every step
+      (time-varying, spatially constant).
+    - "no_temporal" ablation: the collaborative weights of the first (noisiest) step, kept for all
+      later steps (spatially varying, constant in time). The paper retrained diffusers for its
+      ablations; these are inference-time equivalents on the same diffusers.
+    A single modality is simply a one-entry call: its collaborator alone, weight 1.
+    """
+
+    def __init__(self, model: CollaborativeModel, contexts: Mapping[str, torch.Tensor], mode: str, rule: str,
+                 observe: bool = False) -> None:
+        self.model = model
+        self.names = tuple(contexts)
+        self.contexts = contexts
+        self.mode = comb.validate_mode(mode)
+        self.rule = comb.validate_rule(rule)
+        missing = [n for n in self.names if n not in model.diffusers] if self._learned else []
+        if missing and len(self.names) > 1:
+            raise ValueError(f"mode {mode!r} needs dynamic diffusers, missing for {missing}")
+        layout = tuple(model.config.modality(n).layout for n in self.names)
+        self.reweight = comb.OfficialReweighting(layout, num_timesteps=model.config.timesteps)
+        self.observe = observe
+        self.last_weights: torch.Tensor | None = None  # [M, B, 1, h, w], kept only when observing
+        self._frozen: torch.Tensor | None = None
+
+    @property
+    def _learned(self) -> bool:
+        return self.mode != "composable"
+
+    def weights(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if len(self.names) == 1 or not self._learned:
+            return comb.uniform_weights(len(self.names), x_t)
+        if self.mode == "no_temporal" and self._frozen is not None:
+            return self._frozen
+        logits = torch.stack([self.model.diffusers[n](x_t, t, self.contexts[n]) for n in self.names])
+        w = comb.softmax_influence(logits)
+        if self.rule == "official":
+            w = self.reweight(w, int(t[0]))
+        if self.mode == "no_spatial":
+            w = comb.spatial_mean(w)
+        if self.mode == "no_temporal":
+            self._frozen = w
+        return w
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = torch.stack([self.model.collaborators[n](x_t, t, self.contexts[n]) for n in self.names])
+        w = self.weights(x_t, t)
+        if self.observe:
+            self.last_weights = w
+        return comb.combine(eps, w)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[-1, 1] images [B, 3, H, W] -> uint8 [B, H, W, 3], truncating like the official scripts."""
+    x = ((images.float().permute(0, 2, 3, 1).cpu().numpy() + 1.0) * 127.5)
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def generate(
+    model: CollaborativeModel,
+    conditions: Mapping[str, Any],
+    *,
+    mode: str = "collaborative",
+    rule: str | None = None,
+    sampler: str = "ddim",
+    steps: int = 50,
+    eta: float = 1.0,
+    seed: int | None = 0,
+    batch_size: int = 1,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    noise: NoiseFn | None = None,
+    callback: Callable[[CollabStep], None] | None = None,
+    contexts: Mapping[str, torch.Tensor] | None = None,
+    decode: bool = True,
+) -> GenerationResult:
+    """Sample images from raw conditions {modality name: prompt / mask / list of them}.
+
+    Modalities present in `conditions` take part; one alone means that collaborator alone.
+    `rule` defaults to the model config's (official checkpoints: "official").
+    Randomness comes only from `generator` (or a CPU generator seeded with `seed`); x_T and the
+    per-step noise are drawn on the CPU so a seed gives the same image on every device.
+    `contexts` (precomputed encoder outputs) override raw conditions, e.g. for editing.
+    """
+    # 1. validate the request
+    rule = comb.validate_rule(rule or model.config.default_rule)
+    comb.validate_mode(mode)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    names = tuple(n for n in model.names if n in conditions or (contexts and n in contexts))
+    unknown = [n for n in (*conditions, *(contexts or {})) if n not in model.names]
+    if unknown:
+        raise ValueError(f"unknown modalities {unknown}; this model has {', '.join(model.names)}")
+    if not names:
+        raise ValueError(f"give at least one condition among {', '.join(model.names)}")
+
+    # 2. encode the conditions once, repeat over the batch
+    ctx = {}
+    for n in names:
+        if contexts and n in contexts:
+            c = contexts[n]
+        else:
+            raw = conditions[n]
+            c = model.encode_condition(n, list(raw) if isinstance(raw, (list, tuple)) else [raw])
+        ctx[n] = c.expand(batch_size, -1, -1) if c.shape[0] == 1 else c
+        if ctx[n].shape[0] != batch_size:
+            raise ValueError(f"{n}: got {c.shape[0]} conditions for a batch of {batch_size}")
+
+    # 3. start code and noise, from one CPU generator
+    if generator is None:
+        generator = torch.Generator("cpu")
+        if seed is not None:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()
+    dtype = model.collaborators[names[0]].dtype
+    if x_T is None:
+        x_T = torch.randn(model.latent_shape(batch_size), generator=generator, device=generator.device)
+    x_T = x_T.to(model.device, torch.float32)
+    schedule = SamplingSchedule.uniform(model.schedule, steps)
+
+    # 4. sample
+    denoiser = CollaborativeDenoiser(model, ctx, mode, rule, observe=callback is not None)
+
+    def on_step(info: StepInfo) -> None:
+        w = denoiser.last_weights
+        influence = {n: w[i] for i, n in enumerate(names)} if w is not None else {}
+        callback(CollabStep(info.index, len(schedule), info.t, info.x_t, info.pred_x0, info.x_prev, influence))
+
+    hook = on_step if callback is not None else None
+    if sampler == "ddim":
+        z0 = sample_ddim(denoiser, x_T, schedule, eta, noise or gaussian_noise(generator), hook)
+    else:
+        z0 = sample_dpmpp_2m(denoiser, x_T, schedule, hook)
+
+    # 5. decode
+    settings = GenerationSettings(names, mode, rule, sampler, steps, eta if sampler == "ddim" else 0.0, seed,
+                                  batch_size, str(dtype).replace("torch.", ""),
+                                  tuple(int(t) for t in schedule.timesteps))
+    images = to_uint8(model.decode(z0)) if decode else np.zeros((0,), dtype=np.uint8)
+    return GenerationResult(images, z0, settings)
+

@@ -1,0 +1,252 @@
+"""The LDM (openai-style) UNet with spatial transformers, used for collaborators and dynamic diffusers.
+
+Module names follow the official `openaimodel.UNetModel` state_dict key for key
+(`input_blocks.N.M`, `in_layers.0`, `transformer_blocks.0.attn1.to_q`, ...), so official
+checkpoints load with `strict=True` and no key map.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from collab.layers import GroupNorm32, attention, timestep_embedding
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture of one UNet; field names are the official YAML `unet_config.params` names."""
+
+    in_channels: int = 3
+    out_channels: int = 3
+    model_channels: int = 192
+    channel_mult: tuple[int, ...] = (1, 2, 3, 5)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (8, 4, 2)  # downsample factors that get a transformer
+    context_dim: int = 640
+    num_heads: int = -1
+    num_head_channels: int = -1
+    transformer_depth: int = 1
+    legacy: bool = True
+    use_scale_shift_norm: bool = False
+    image_size: int = 64  # informational: the UNet is fully convolutional
+
+    def __post_init__(self) -> None:
+        if (self.num_heads == -1) == (self.num_head_channels == -1):
+            raise ValueError("set exactly one of num_heads and num_head_channels")
+
+    def heads(self, ch: int) -> tuple[int, int]:
+        """(heads, head width) of a transformer at `ch` channels, by the official rule."""
+        if self.num_head_channels == -1:
+            heads, dim_head = self.num_heads, ch // self.num_heads
+        else:
+            heads, dim_head = ch // self.num_head_channels, self.num_head_channels
+        if self.legacy:  # legacy spatial transformers always split channels evenly over heads
+            dim_head = ch // heads
+        return heads, dim_head
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, with the time embedding added (or scale-shift) in between."""
+
+    def __init__(self, ch: int, emb_ch: int, out_ch: int, scale_shift: bool) -> None:
+        super().__init__()
+        self.scale_shift = scale_shift
+        self.in_layers = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(), nn.Conv2d(ch, out_ch, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_ch, 2 * out_ch if scale_shift else out_ch))
+        self.out_layers = nn.Sequential(
+            GroupNorm32(32, out_ch), nn.SiLU(), nn.Dropout(0.0), _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        )
+        self.skip_connection = nn.Identity() if out_ch == ch else nn.Conv2d(ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x)
+        e = self.emb_layers(emb)[:, :, None, None].to(h.dtype)
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.out_layers[1:](self.out_layers[0](h) * (1 + scale) + shift)
+        else:
+            h = self.out_layers(h + e)
+        return self.skip_connection(x) + h
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None = None) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        context_dim = context_dim or dim
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim, inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        context = x if context is None else context
+        out = attention(self.to_q(x), self.to_k(context), self.to_v(context), self.heads)
+        return self.to_out(out)
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim: int, inner: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, 2 * inner)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, gate = self.proj(x).chunk(2, dim=-1)
+        return x * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mult: int = 4) -> None:
+        super().__init__()
+        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BasicTransformerBlock(nn.Module):
+    """Pre-norm self-attention, cross-attention to the condition tokens, and a GEGLU feed-forward."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int) -> None:
+        super().__init__()
+        self.attn1 = CrossAttention(dim, heads, dim_head)
+        self.ff = FeedForward(dim)
+        self.attn2 = CrossAttention(dim, heads, dim_head, context_dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x))
+        x = x + self.attn2(self.norm2(x), context)
+        return x + self.ff(self.norm3(x))
+
+
+class SpatialTransformer(nn.Module):
+    def __init__(self, ch: int, heads: int, dim_head: int, depth: int, context_dim: int) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.norm = GroupNorm32(32, ch, eps=1e-6)
+        self.proj_in = nn.Conv2d(ch, inner, 1)
+        self.transformer_blocks = nn.ModuleList(
+            [BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth)]
+        )
+        self.proj_out = _zero(nn.Conv2d(inner, ch, 1))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        tokens = self.proj_in(self.norm(x)).flatten(2).transpose(1, 2)  # B, HW, C
+        context = context.to(tokens.dtype)
+        for block in self.transformer_blocks:
+            tokens = block(tokens, context)
+        return x + self.proj_out(tokens.transpose(1, 2).reshape(b, -1, h, w))
+
+
+class Downsample(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.op = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class TimestepEmbedSequential(nn.Sequential):
+    """A sequential block whose ResBlocks take the time embedding and transformers the context."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            if isinstance(layer, ResBlock):
+                x = layer(x, emb)
+            elif isinstance(layer, SpatialTransformer):
+                x = layer(x, context)
+            else:
+                x = layer(x)
+        return x
+
+
+class UNetModel(nn.Module):
+    """eps (or influence logits) = UNet(x_t, t, context): x_t [B, C, H, W], t [B] int, context [B, L, D]."""
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        mc, emb_ch = cfg.model_channels, cfg.model_channels * 4
+        self.time_embed = nn.Sequential(nn.Linear(mc, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
+
+        def res(ch_in: int, ch_out: int) -> ResBlock:
+            return ResBlock(ch_in, emb_ch, ch_out, cfg.use_scale_shift_norm)
+
+        def transformer(ch: int) -> SpatialTransformer:
+            heads, dim_head = cfg.heads(ch)
+            return SpatialTransformer(ch, heads, dim_head, cfg.transformer_depth, cfg.context_dim)
+
+        # 1. encoder: per level, num_res_blocks ResBlocks (+ transformer), then a downsample
+        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
+        skip_chs, ch, ds = [mc], mc, 1
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                layers: list[nn.Module] = [res(ch, mult * mc)]
+                ch = mult * mc
+                if ds in cfg.attention_resolutions:
+                    layers.append(transformer(ch))
+                self.input_blocks.append(TimestepEmbedSequential(*layers))
+                skip_chs.append(ch)
+            if level != len(cfg.channel_mult) - 1:
+                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch)))
+                skip_chs.append(ch)
+                ds *= 2
+
+        # 2. bottleneck
+        self.middle_block = TimestepEmbedSequential(res(ch, ch), transformer(ch), res(ch, ch))
+
+        # 3. decoder: per level, num_res_blocks + 1 ResBlocks on [h, skip], then an upsample
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for i in range(cfg.num_res_blocks + 1):
+                layers = [res(ch + skip_chs.pop(), mc * mult)]
+                ch = mc * mult
+                if ds in cfg.attention_resolutions:
+                    layers.append(transformer(ch))
+                if level and i == cfg.num_res_blocks:
+                    layers.append(Upsample(ch))
+                    ds //= 2
+                self.output_blocks.append(TimestepEmbedSequential(*layers))
+
+        self.out = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(), _zero(nn.Conv2d(mc, cfg.out_channels, 3, padding=1)))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.out[2].weight.dtype
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        emb = self.time_embed(timestep_embedding(t, self.config.model_channels).to(self.dtype))
+        h = x.to(self.dtype)
+        skips = []
+        for block in self.input_blocks:
+            h = block(h, emb, context)
+            skips.append(h)
+        h = self.middle_block(h, emb, context)
+        for block in self.output_blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
+        return self.out(h).to(x.dtype)

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+
+from collab.pipeline import CollaborativeDenoiser, generate
+from tests.conftest import tiny_config, tiny_model
+
+MASK = np.zeros((32, 32), np.uint8)
+MASK[8:24, 8:24] = 1
+MASK[12:14, 10:13] = 4
+CONDS = {"text": "this man has beard of medium length.", "mask": MASK}
+
+
+def contexts(model, batch=1):
+    return {n: model.encode_condition(n, [CONDS[n]]).expand(batch, -1, -1) for n in model.names}
+
+
+def test_same_seed_same_image_bit_for_bit(model):
+    a = generate(model, CONDS, steps=4, seed=3)
+    b = generate(model, CONDS, steps=4, seed=3)
+    c = generate(model, CONDS, steps=4, seed=4)
+    assert torch.equal(a.latents, b.latents) and np.array_equal(a.images, b.images)
+    assert not torch.equal(a.latents, c.latents)
+    assert a.images.shape == (1, 16, 16, 3) and a.images.dtype == np.uint8
+
+
+def test_influence_weights_sum_to_one_and_are_recorded(model):
+    seen = []
+    result = generate(model, CONDS, steps=3, seed=0, batch_size=2, callback=seen.append, rule="official")
+    assert [s.index for s in seen] == [0, 1, 2] and seen[0].num_steps == 3
+    for s in seen:
+        total = sum(s.influence.values())
+        assert total.shape == (2, 1, 8, 8)
+        assert torch.allclose(total, torch.ones_like(total), atol=1e-5)
+    assert result.settings.rule == "official" and result.settings.mode == "collaborative"
+    assert "rule=official" in result.settings.describe()
+
+
+def test_no_callback_keeps_nothing(model):
+    den = CollaborativeDenoiser(model, contexts(model), "collaborative", "paper")
+    den(torch.randn(1, 3, 8, 8), torch.tensor([500]))
+    assert den.last_weights is None
+
+
+def test_single_modality_is_its_collaborator_alone(model):
+    ctx = contexts(model)
+    x, t = torch.randn(1, 3, 8, 8), torch.tensor([700])
+    den = CollaborativeDenoiser(model, {"text": ctx["text"]}, "collaborative", "paper")
+    assert torch.allclose(den(x, t), model.collaborators["text"](x, t, ctx["text"]))
+    r = generate(model, {"mask": MASK}, steps=2, seed=0)
+    assert r.settings.modalities == ("mask",)
+
+
+def test_composable_is_the_equal_average(model):
+    ctx = contexts(model)
+    x, t = torch.randn(1, 3, 8, 8), torch.tensor([300])
+    den = CollaborativeDenoiser(model, ctx, "composable", "paper")
+    expected = sum(model.collaborators[n](x, t, ctx[n]) for n in ctx) / 2
+    assert torch.allclose(den(x, t), expected, atol=1e-6)
+
+
+def test_ablations(model):
+    ctx = contexts(model)
+    x = torch.randn(1, 3, 8, 8)
+    flat = CollaborativeDenoiser(model, ctx, "no_spatial", "paper").weights(x, torch.tensor([900]))
+    assert torch.allclose(flat[0], flat[0, :, :, :1, :1].expand_as(flat[0]))
+    frozen = CollaborativeDenoiser(model, ctx, "no_temporal", "paper")
+    w1 = frozen.weights(x, torch.tensor([900]))
+    w2 = frozen.weights(torch.randn(1, 3, 8, 8), torch.tensor([100]))
+    assert torch.equal(w1, w2)
+    live = CollaborativeDenoiser(model, ctx, "collaborative", "paper")
+    assert not torch.equal(live.weights(x, torch.tensor([900])), live.weights(x, torch.tensor([100])))
+
+
+def test_a_third_modality_is_data_not_code():
+    cfg = tiny_config({"mask": "mask", "text": "text", "sketch": "mask"}, layout=("mask", "sketch"))
+    model = tiny_model(cfg)
+    sketch = np.zeros((16, 16), np.uint8)
+    sketch[4:12, 4:12] = 2
+    seen = []
+    r = generate(model, {**CONDS, "sketch": sketch}, steps=2, seed=0, callback=seen.append, rule="official")
+    assert r.settings.modalities == ("mask", "text", "sketch")
+    assert set(seen[0].influence) == {"mask", "text", "sketch"}
+    assert torch.allclose(sum(seen[-1].influence.values()), torch.ones(1, 1, 8, 8), atol=1e-5)
+
+
+def test_batch_of_different_conditions(model):
+    mask2 = np.full((32, 32), 13, np.uint8)
+    r = generate(model, {"mask": [MASK, mask2], "text": "a woman"}, steps=2, batch_size=2, seed=0)
+    assert r.images.shape[0] == 2
+
+
+def test_dpm_solver_and_validation(model):
+    r = generate(model, CONDS, steps=3, sampler="dpmpp_2m", seed=1)
+    assert np.isfinite(r.latents.numpy()).all() and r.settings.eta == 0.0
+    with pytest.raises(ValueError, match="ddim, dpmpp_2m"):
+        generate(model, CONDS, sampler="euler")
+    with pytest.raises(ValueError, match="unknown modalities"):
+        generate(model, {"sketch": MASK})
+    with pytest.raises(ValueError, match="at least one"):
+        generate(model, {})
+    with pytest.raises(ValueError, match="empty"):
+        generate(model, {"text": "   "})
+
+
+def test_collaborative_needs_diffusers():
+    model = tiny_model(tiny_config(diffusers=False))
+    with pytest.raises(ValueError, match="dynamic diffusers"):
+        generate(model, CONDS, steps=2)
+    assert generate(model, CONDS, steps=2, mode="composable").images.shape == (1, 16, 16, 3)
+
+
+def test_bfloat16_collaborators_run_and_stay_close(model):
+    ref = generate(model, CONDS, steps=3, seed=0, eta=0.0)
+    model.collaborators.to(torch.bfloat16)
+    model.diffusers.to(torch.bfloat16)
+    low = generate(model, CONDS, steps=3, seed=0, eta=0.0)
+    assert low.settings.dtype == "bfloat16"
+    assert float((low.latents - ref.latents).abs().max()) < 0.1 * float(ref.latents.abs().max())
