@@ -317,12 +317,10 @@ def _finish(model: CollaborativeModel, vocab: str | Path | None, device: str | t
     if any(m.kind == "text" for m in model.config.modalities):
         tokenizer = WordPieceTokenizer.from_vocab_file(find_vocab(vocab))
     model.attach_tokenizer(tokenizer)
-    # Encoders and the VAE stay float32: they run once per image and are precision-sensitive.
     model.to(device)
-    if dtype != torch.float32:
-        model.collaborators.to(dtype)
-        model.diffusers.to(dtype)
-    return model
+    if torch.device(device).type == "cpu":
+        model.use_channels_last()
+    return model.set_precision(dtype)
 
 
 def save_pretrained(model: CollaborativeModel, directory: str | Path) -> Path:

@@ -8,15 +8,36 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _cast(p: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if p is None else p.to(dtype)  # a no-op when the dtypes agree
+
+
+# The layers below run in the dtype of their input, casting their (possibly lower-precision)
+# weights per call. That is what lets a UNet keep bfloat16 weights (half the memory) and still
+# compute in float32 on CPUs without native bfloat16 arithmetic, one layer's weights at a time.
+
+
+class Conv2d(nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, _cast(self.weight, x.dtype), _cast(self.bias, x.dtype))
+
+
+class Linear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, _cast(self.weight, x.dtype), _cast(self.bias, x.dtype))
+
+
+class LayerNorm(nn.LayerNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.normalized_shape, _cast(self.weight, x.dtype), _cast(self.bias, x.dtype), self.eps)
+
+
 class GroupNorm32(nn.GroupNorm):
     """GroupNorm computed in float32 whatever the activation dtype (the official code does the same;
     half-precision variance is what makes fp16 UNets drift)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:
-            return super().forward(x)
-        w = None if self.weight is None else self.weight.float()
-        b = None if self.bias is None else self.bias.float()
+        w, b = _cast(self.weight, torch.float32), _cast(self.bias, torch.float32)
         return F.group_norm(x.float(), self.num_groups, w, b, self.eps).to(x.dtype)
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from collab.layers import GroupNorm32, attention, timestep_embedding
+from collab.layers import Conv2d, GroupNorm32, LayerNorm, Linear, attention, timestep_embedding
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,12 @@ class ResBlock(nn.Module):
     def __init__(self, ch: int, emb_ch: int, out_ch: int, scale_shift: bool) -> None:
         super().__init__()
         self.scale_shift = scale_shift
-        self.in_layers = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(), nn.Conv2d(ch, out_ch, 3, padding=1))
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_ch, 2 * out_ch if scale_shift else out_ch))
+        self.in_layers = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(), Conv2d(ch, out_ch, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), Linear(emb_ch, 2 * out_ch if scale_shift else out_ch))
         self.out_layers = nn.Sequential(
-            GroupNorm32(32, out_ch), nn.SiLU(), nn.Dropout(0.0), _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+            GroupNorm32(32, out_ch), nn.SiLU(), nn.Dropout(0.0), _zero(Conv2d(out_ch, out_ch, 3, padding=1))
         )
-        self.skip_connection = nn.Identity() if out_ch == ch else nn.Conv2d(ch, out_ch, 1)
+        self.skip_connection = nn.Identity() if out_ch == ch else Conv2d(ch, out_ch, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.in_layers(x)
@@ -84,10 +84,10 @@ class CrossAttention(nn.Module):
         inner = heads * dim_head
         context_dim = context_dim or dim
         self.heads = heads
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
+        self.to_q = Linear(dim, inner, bias=False)
+        self.to_k = Linear(context_dim, inner, bias=False)
+        self.to_v = Linear(context_dim, inner, bias=False)
+        self.to_out = nn.Sequential(Linear(inner, dim), nn.Dropout(0.0))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context
@@ -98,7 +98,7 @@ class CrossAttention(nn.Module):
 class GEGLU(nn.Module):
     def __init__(self, dim: int, inner: int) -> None:
         super().__init__()
-        self.proj = nn.Linear(dim, 2 * inner)
+        self.proj = Linear(dim, 2 * inner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, gate = self.proj(x).chunk(2, dim=-1)
@@ -108,7 +108,7 @@ class GEGLU(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int = 4) -> None:
         super().__init__()
-        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim))
+        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(0.0), Linear(dim * mult, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -122,9 +122,9 @@ class BasicTransformerBlock(nn.Module):
         self.attn1 = CrossAttention(dim, heads, dim_head)
         self.ff = FeedForward(dim)
         self.attn2 = CrossAttention(dim, heads, dim_head, context_dim)
-        self.norm1 = nn.LayerNorm(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.norm3 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
+        self.norm3 = LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x))
@@ -137,11 +137,11 @@ class SpatialTransformer(nn.Module):
         super().__init__()
         inner = heads * dim_head
         self.norm = GroupNorm32(32, ch, eps=1e-6)
-        self.proj_in = nn.Conv2d(ch, inner, 1)
+        self.proj_in = Conv2d(ch, inner, 1)
         self.transformer_blocks = nn.ModuleList(
             [BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth)]
         )
-        self.proj_out = _zero(nn.Conv2d(inner, ch, 1))
+        self.proj_out = _zero(Conv2d(inner, ch, 1))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -155,7 +155,7 @@ class SpatialTransformer(nn.Module):
 class Downsample(nn.Module):
     def __init__(self, ch: int) -> None:
         super().__init__()
-        self.op = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.op = Conv2d(ch, ch, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -164,7 +164,7 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     def __init__(self, ch: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv = Conv2d(ch, ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -191,7 +191,7 @@ class UNetModel(nn.Module):
         super().__init__()
         self.config = cfg
         mc, emb_ch = cfg.model_channels, cfg.model_channels * 4
-        self.time_embed = nn.Sequential(nn.Linear(mc, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
+        self.time_embed = nn.Sequential(Linear(mc, emb_ch), nn.SiLU(), Linear(emb_ch, emb_ch))
 
         def res(ch_in: int, ch_out: int) -> ResBlock:
             return ResBlock(ch_in, emb_ch, ch_out, cfg.use_scale_shift_norm)
@@ -201,7 +201,7 @@ class UNetModel(nn.Module):
             return SpatialTransformer(ch, heads, dim_head, cfg.transformer_depth, cfg.context_dim)
 
         # 1. encoder: per level, num_res_blocks ResBlocks (+ transformer), then a downsample
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
+        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(Conv2d(cfg.in_channels, mc, 3, padding=1))])
         skip_chs, ch, ds = [mc], mc, 1
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
@@ -232,16 +232,22 @@ class UNetModel(nn.Module):
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
-        self.out = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(), _zero(nn.Conv2d(mc, cfg.out_channels, 3, padding=1)))
+        self.out = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(), _zero(Conv2d(mc, cfg.out_channels, 3, padding=1)))
+
+        # None: compute in the weights' dtype; float32 with bfloat16 weights = weight-only precision
+        self.compute_dtype: torch.dtype | None = None
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.out[2].weight.dtype
+        """The dtype activations are computed in."""
+        return self.compute_dtype or self.out[2].weight.dtype
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
         emb = self.time_embed(timestep_embedding(t, self.config.model_channels).to(self.dtype))
         h = x.to(self.dtype)
+        if self.out[2].weight.is_contiguous(memory_format=torch.channels_last):
+            h = h.contiguous(memory_format=torch.channels_last)  # follow the weights' layout
         skips = []
         for block in self.input_blocks:
             h = block(h, emb, context)

@@ -144,7 +144,9 @@ def test_save_and_load_pretrained_round_trip(tmp_path, model):
     for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), k
     conds = {"text": "a man", "mask": __import__("numpy").zeros((32, 32), "uint8")}
-    assert torch.equal(generate(model, conds, steps=2).latents, generate(again, conds, steps=2).latents)
+    # the loaded model runs channels-last on CPU: the same maths, summed in another order
+    assert torch.allclose(generate(model, conds, steps=2).latents, generate(again, conds, steps=2).latents, atol=1e-5)
+    assert torch.equal(generate(again, conds, steps=2).latents, generate(again, conds, steps=2).latents)
     (tmp_path / "m" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="safetensors"):
         load_pretrained(tmp_path / "m", vocab=VOCAB)

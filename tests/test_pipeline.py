@@ -117,3 +117,16 @@ def test_bfloat16_collaborators_run_and_stay_close(model):
     low = generate(model, CONDS, steps=3, seed=0, eta=0.0)
     assert low.settings.dtype == "bfloat16"
     assert float((low.latents - ref.latents).abs().max()) < 0.1 * float(ref.latents.abs().max())
+
+
+def test_weight_only_precision_and_channels_last(model):
+    ref = generate(model, CONDS, steps=3, seed=0, eta=0.0)
+    model.use_channels_last()
+    cl = generate(model, CONDS, steps=3, seed=0, eta=0.0)
+    assert torch.allclose(cl.latents, ref.latents, atol=1e-5)
+    model.set_precision(torch.bfloat16, compute_dtype=torch.float32)
+    assert model.collaborators["text"].out[2].weight.dtype == torch.bfloat16
+    assert model.collaborators["text"].dtype == torch.float32  # activations stay float32
+    low = generate(model, CONDS, steps=3, seed=0, eta=0.0)
+    err = float((low.latents - ref.latents).abs().max() / ref.latents.abs().max())
+    assert 0 < err < 0.05
