@@ -1,0 +1,65 @@
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from collab.checkpoint import save_pretrained
+from collab.cli import main
+from collab.masks import save_mask_png
+from tests.conftest import VOCAB, tiny_model
+
+
+@pytest.fixture()
+def model_dir(tmp_path):
+    model = tiny_model()
+    model.config = replace(model.config, vocab=str(VOCAB))
+    return save_pretrained(model, tmp_path / "tiny")
+
+
+@pytest.fixture()
+def mask_png(tmp_path):
+    labels = np.zeros((32, 32), np.uint8)
+    labels[6:26, 8:24] = 1
+    labels[0:6] = 13
+    return save_mask_png(labels, tmp_path / "mask.png")
+
+
+def test_generate_writes_images_influence_and_settings(tmp_path, model_dir, mask_png):
+    out = tmp_path / "out"
+    code = main(["generate", "--model", str(model_dir), "--text", "This man has a short beard.", "--mask",
+                 str(mask_png), "--steps", "3", "--batch-size", "2", "--out", str(out), "--save-influence",
+                 "--save-intermediates", "--no-progress", "--rule", "official"])
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "000000_00.png" in names and "000000_01.png" in names
+    assert "000000_00_influence.png" in names and "000000_00_pred_x0.png" in names
+    settings = json.loads((out / "000000_settings.json").read_text())
+    assert settings["rule"] == "official" and settings["modalities"] == ["mask", "text"]
+    with Image.open(out / "000000_00.png") as im:
+        assert im.size == (16, 16)
+    assert not [p for p in out.iterdir() if p.suffix == ".tmp"]
+
+
+def test_single_modality_commands(tmp_path, model_dir, mask_png):
+    assert main(["text2image", "--model", str(model_dir), "--text", "a woman", "--steps", "2",
+                 "--out", str(tmp_path / "t"), "--no-progress"]) == 0
+    assert main(["mask2image", "--model", str(model_dir), "--mask", str(mask_png), "--steps", "2",
+                 "--out", str(tmp_path / "m"), "--no-progress", "--sampler", "dpmpp_2m"]) == 0
+    assert json.loads((tmp_path / "m" / "000000_settings.json").read_text())["modalities"] == ["mask"]
+
+
+def test_bad_inputs_fail_before_anything_is_written(tmp_path, model_dir, capsys):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit, match="empty"):
+        main(["text2image", "--model", str(model_dir), "--text", "  ", "--out", str(out)])
+    with pytest.raises(SystemExit, match="not found"):
+        main(["mask2image", "--model", str(model_dir), "--mask", str(tmp_path / "nope.png"), "--out", str(out)])
+    odd = np.zeros((16, 16, 3), np.uint8)
+    odd[:, :8] = (12, 240, 7)  # not a palette colour
+    Image.fromarray(odd).save(tmp_path / "odd.png")
+    assert main(["mask2image", "--model", str(model_dir), "--mask", str(tmp_path / "odd.png"), "--out", str(out)]) == 2
+    assert "(12, 240, 7)" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tmp_path / "missing_dir"), "--text", "a man", "--out", str(out)]) == 2
+    assert not out.exists()
