@@ -318,9 +318,13 @@ def _finish(model: CollaborativeModel, vocab: str | Path | None, device: str | t
         tokenizer = WordPieceTokenizer.from_vocab_file(find_vocab(vocab))
     model.attach_tokenizer(tokenizer)
     model.to(device)
+    model.set_precision(dtype)
     if torch.device(device).type == "cpu":
         model.use_channels_last()
-    return model.set_precision(dtype)
+        # Small UNets are overhead-bound on CPU: trace them. Large ones are compute-bound.
+        largest = max(sum(p.numel() for p in net.parameters()) for net in model.collaborators.values())
+        model.enable_tracing(largest < 50_000_000)
+    return model
 
 
 def save_pretrained(model: CollaborativeModel, directory: str | Path) -> Path:

@@ -99,7 +99,7 @@ class CollaborativeDenoiser:
             return comb.uniform_weights(len(self.names), x_t)
         if self.mode == "no_temporal" and self._frozen is not None:
             return self._frozen
-        logits = torch.stack([self.model.diffusers[n](x_t, t, self.contexts[n]) for n in self.names])
+        logits = torch.stack([self.model.run("diffusers", n, x_t, t, self.contexts[n]) for n in self.names])
         w = comb.softmax_influence(logits)
         if self.rule == "official":
             w = self.reweight(w, int(t[0]))
@@ -110,7 +110,7 @@ class CollaborativeDenoiser:
         return w
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        eps = torch.stack([self.model.collaborators[n](x_t, t, self.contexts[n]) for n in self.names])
+        eps = torch.stack([self.model.run("collaborators", n, x_t, t, self.contexts[n]) for n in self.names])
         w = self.weights(x_t, t)
         if self.observe:
             self.last_weights = w
