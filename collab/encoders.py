@@ -22,6 +22,7 @@ class TextEncoderConfig:
     max_seq_len: int = 77
     heads: int = 8  # fixed by the official x-transformers defaults, whatever the width
     dim_head: int = 64
+    logits_head: bool = True  # the official checkpoints carry an unused token-prediction head
 
 
 class _PositionalEmbedding(nn.Module):
@@ -81,8 +82,8 @@ class _TransformerWrapper(nn.Module):
         self.pos_emb = _PositionalEmbedding(cfg.n_embed, cfg.max_seq_len)
         self.attn_layers = _AttnLayers(cfg.n_embed, cfg.n_layer, cfg.heads, cfg.dim_head)
         self.norm = nn.LayerNorm(cfg.n_embed)
-        # Unused at inference, but present in official checkpoints (token-prediction head).
-        self.to_logits = nn.Linear(cfg.n_embed, cfg.vocab_size)
+        if cfg.logits_head:  # unused at inference, but present in official checkpoints
+            self.to_logits = nn.Linear(cfg.n_embed, cfg.vocab_size)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.token_emb(ids) + self.pos_emb(ids.shape[1])
