@@ -1,0 +1,63 @@
+"""Wall time of one 128x128 image with 50 collaborative DDIM steps on the demo model (target: <= 1 s
+on 2 CPU cores), split into conditioning, sampling and decoding.
+
+    python benchmarks/bench_demo.py [--model demo|DIR] [--steps 50] [--repeats 5]
+
+Uses the trained embedded model when present, else random weights of the same architecture (the
+time does not depend on the values).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from collab.pipeline import generate
+
+
+def load(name: str):
+    from collab.registry import load_model
+
+    try:
+        return load_model(name), "trained weights"
+    except FileNotFoundError:
+        from collab.checkpoint import _finish
+        from collab.config import load_config
+        from collab.model import CollaborativeModel
+
+        model = CollaborativeModel(load_config("demo")).eval().requires_grad_(False)
+        for p in model.parameters():
+            torch.nn.init.normal_(p, std=0.02)
+        vocab = Path(__file__).resolve().parents[1] / "tests/fixtures/reference/bert-base-uncased-vocab.txt"
+        return _finish(model, vocab, "cpu", torch.float32), "random weights (no trained demo checkpoint found)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-trace", action="store_true")
+    args = ap.parse_args()
+    model, what = load(args.model)
+    if args.no_trace:
+        model.enable_tracing(False)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[20:110, 30:98] = 1
+    conds = {"text": "This man has beard of medium length. He is in his thirties.", "mask": mask}
+    times = []
+    for i in range(args.repeats + 1):
+        t0 = time.perf_counter()
+        generate(model, conds, steps=args.steps, eta=1.0, seed=i)
+        times.append(time.perf_counter() - t0)
+    print(f"demo model ({what}), {torch.get_num_threads()} threads, tracing={'on' if model.tracing else 'off'}")
+    print(f"first image {times[0]:.3f}s (includes tracing), then best {min(times[1:]):.3f}s, "
+          f"median {sorted(times[1:])[len(times[1:]) // 2]:.3f}s for {args.steps} steps at "
+          f"{model.config.image_size}x{model.config.image_size}")
+
+
+if __name__ == "__main__":
+    main()
