@@ -1,0 +1,133 @@
+"""Train the evaluator (face parser + attribute classifier) on face-world renders.
+
+    python -m collab.train.evaluator --out checkpoints/evaluator [--steps 3000] [--size 128]
+
+Generated images are smoother than renders (they come through a VAE), so training images are
+augmented with blur, noise and colour jitter, and, when `--vae` names a collab model directory,
+half of each batch is replaced by that model's VAE reconstructions (labels unchanged).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from collab.evaluator import (AttributeClassifier, ClassifierConfig, Evaluator, FaceParser, ParserConfig, confusion,
+                              miou)
+
+HEADS = {"gender": 2, "age": 6, "beard": 5}
+
+
+def attribute_targets(attrs) -> dict[str, int]:
+    """Class indices of the classifier heads for one FaceAttributes record."""
+    return {"gender": int(attrs.gender == "man"), "age": int(attrs.age), "beard": int(attrs.beard)}
+
+
+def render_batch(seeds: list[int], size: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    from collab.data.faceworld import render
+
+    samples = [render(s, size) for s in seeds]
+    images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    labels = torch.from_numpy(np.stack([s.labels for s in samples])).long()
+    targets = [attribute_targets(s.attributes) for s in samples]
+    return images, labels, {k: torch.tensor([t[k] for t in targets]) for k in HEADS}
+
+
+def augment(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Blur, noise and colour jitter, each with probability 1/2 per image."""
+    b = images.shape[0]
+    out = images.clone()
+    blur = torch.rand(b, generator=g) < 0.5
+    if blur.any():
+        k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
+        k = (k[:, None] * k[None]) / 256.0
+        weight = k.expand(3, 1, 5, 5)
+        out[blur] = F.conv2d(F.pad(out[blur], (2, 2, 2, 2), mode="replicate"), weight, groups=3)
+    noisy = (torch.rand(b, generator=g) < 0.5)[:, None, None, None]
+    out = out + noisy * 0.05 * torch.randn(out.shape, generator=g)
+    scale = 1 + 0.1 * (torch.rand(b, 3, 1, 1, generator=g) - 0.5)
+    shift = 0.1 * (torch.rand(b, 3, 1, 1, generator=g) - 0.5)
+    return (out * scale + shift).clamp(-1, 1)
+
+
+@torch.no_grad()
+def evaluate(ev: Evaluator, seeds: list[int], size: int) -> dict[str, float]:
+    images, labels, targets = render_batch(seeds, size)
+    conf = confusion(ev.parser(images).argmax(1).numpy(), labels.numpy())
+    preds = ev.classifier(images)
+    acc = {f"acc_{k}": float((preds[k].argmax(1) == targets[k]).float().mean()) for k in HEADS}
+    return {"miou": miou(conf), **acc}
+
+
+def train(out: Path, steps: int, size: int, batch: int, lr: float, seed: int, vae_model: str | None,
+          log_every: int = 100) -> dict[str, float]:
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    ev = Evaluator(FaceParser(ParserConfig(image_size=size)),
+                   AttributeClassifier(ClassifierConfig(heads=dict(HEADS), image_size=size)))
+    vae = None
+    if vae_model:
+        from collab.checkpoint import load_pretrained
+
+        vae = load_pretrained(vae_model).vae
+    params = list(ev.parser.parameters()) + list(ev.classifier.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    held_out = list(range(10_000_000, 10_000_000 + 200))  # seeds never used for training
+    out.mkdir(parents=True, exist_ok=True)
+    log = (out / "evaluator_log.jsonl").open("a")
+    t0 = time.time()
+    for step in range(1, steps + 1):
+        seeds = torch.randint(0, 5_000_000, (batch,), generator=g).tolist()
+        images, labels, targets = render_batch(seeds, size)
+        if vae is not None and step % 2 == 0:
+            with torch.no_grad():
+                half = batch // 2
+                images[:half] = vae.decode(vae.encode(images[:half]).mean).clamp(-1, 1)
+        images = augment(images, g)
+        ev.parser.train(), ev.classifier.train()
+        loss_parse = F.cross_entropy(ev.parser(images), labels)
+        logits = ev.classifier(images)
+        loss_attr = sum(F.cross_entropy(logits[k], targets[k]) for k in HEADS)
+        loss = loss_parse + loss_attr
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite evaluator loss at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % log_every == 0 or step == steps:
+            rec = {"step": step, "loss_parse": float(loss_parse), "loss_attr": float(loss_attr),
+                   "seconds": round(time.time() - t0, 1)}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            print(rec, flush=True)
+    ev.parser.eval(), ev.classifier.eval()
+    ev.parser.requires_grad_(False), ev.classifier.requires_grad_(False)
+    metrics = evaluate(ev, held_out, size)
+    ev.save(out)
+    (out / "evaluator_metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vae", help="collab model directory whose VAE reconstructions are mixed in")
+    args = ap.parse_args()
+    metrics = train(args.out, args.steps, args.size, args.batch_size, args.lr, args.seed, args.vae)
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()
