@@ -120,8 +120,27 @@ class CollaborativeModel(nn.Module):
         self._traced.clear()
         return self
 
-    def run(self, part: str, name: str, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """collaborators[name] or diffusers[name] applied to (x_t, t, context)."""
+    def with_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> UNetModel:
+        """A new collaborator module for `name` that uses `tensors` where given and shares every other
+        tensor with the loaded model (no copy). The shared model is not touched, so any number of
+        these can exist and run at once (e.g. two users' edits)."""
+        net = self.collaborators[name]
+        with torch.device("meta"):
+            clone = UNetModel(net.config)
+        state = dict(net.state_dict(keep_vars=True))
+        unknown = sorted(set(tensors) - set(state))
+        if unknown:
+            raise KeyError(f"{name}: no such collaborator tensors {unknown[:5]}")
+        state.update(tensors)
+        clone.load_state_dict(state, strict=True, assign=True)
+        clone.compute_dtype = net.compute_dtype
+        return clone.eval().requires_grad_(False)
+
+    def run(self, part: str, name: str, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
+            net: torch.nn.Module | None = None) -> torch.Tensor:
+        """collaborators[name] or diffusers[name] (or `net` standing in for it) on (x_t, t, context)."""
+        if net is not None:
+            return net(x_t, t, context)
         net = getattr(self, part)[name]
         if not self.tracing or torch.is_grad_enabled():
             return net(x_t, t, context)

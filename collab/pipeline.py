@@ -75,8 +75,9 @@ class CollaborativeDenoiser:
     """
 
     def __init__(self, model: CollaborativeModel, contexts: Mapping[str, torch.Tensor], mode: str, rule: str,
-                 observe: bool = False) -> None:
+                 observe: bool = False, collaborators: Mapping[str, torch.nn.Module] | None = None) -> None:
         self.model = model
+        self.overrides = collaborators or {}
         self.names = tuple(contexts)
         self.contexts = contexts
         self.mode = comb.validate_mode(mode)
@@ -110,7 +111,8 @@ class CollaborativeDenoiser:
         return w
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        eps = torch.stack([self.model.run("collaborators", n, x_t, t, self.contexts[n]) for n in self.names])
+        eps = torch.stack([self.model.run("collaborators", n, x_t, t, self.contexts[n], self.overrides.get(n))
+                           for n in self.names])
         w = self.weights(x_t, t)
         if self.observe:
             self.last_weights = w
@@ -140,6 +142,7 @@ def generate(
     noise: NoiseFn | None = None,
     callback: Callable[[CollabStep], None] | None = None,
     contexts: Mapping[str, torch.Tensor] | None = None,
+    collaborators: Mapping[str, torch.nn.Module] | None = None,
     decode: bool = True,
 ) -> GenerationResult:
     """Sample images from raw conditions {modality name: prompt / mask / list of them}.
@@ -148,7 +151,8 @@ def generate(
     `rule` defaults to the model config's (official checkpoints: "official").
     Randomness comes only from `generator` (or a CPU generator seeded with `seed`); x_T and the
     per-step noise are drawn on the CPU so a seed gives the same image on every device.
-    `contexts` (precomputed encoder outputs) override raw conditions, e.g. for editing.
+    `contexts` (precomputed encoder outputs) override raw conditions, and `collaborators` stands in
+    for some of the model's collaborators in this call only: both are how edits are sampled.
     """
     # 1. validate the request
     rule = comb.validate_rule(rule or model.config.default_rule)
@@ -190,7 +194,8 @@ def generate(
     schedule = SamplingSchedule.uniform(model.schedule, steps)
 
     # 4. sample
-    denoiser = CollaborativeDenoiser(model, ctx, mode, rule, observe=callback is not None)
+    denoiser = CollaborativeDenoiser(model, ctx, mode, rule, observe=callback is not None,
+                                     collaborators=collaborators)
 
     def on_step(info: StepInfo) -> None:
         w = denoiser.last_weights

@@ -1,0 +1,260 @@
+"""Multi-modal editing of a real image (Algorithm 3 of the paper): Imagic per modality, then
+collaborative sampling with the edited collaborators.
+
+For every modality m with a target condition c_tgt:
+  1. embedding optimisation: c_opt = argmin_c E_{t,eps} ||eps - eps_m(x_t, t, c)||^2 from c_tgt,
+     collaborator frozen (official: Adam lr 1e-3, 500 iterations);
+  2. collaborator fine-tuning with c_opt fixed, same loss (official: Adam lr 1e-6, 1000 iterations);
+  3. sampling with c = alpha c_tgt + (1 - alpha) c_opt through the fine-tuned collaborator, all
+     modalities mixed by the (unchanged) dynamic diffusers.
+x_t comes from the input image's latent, so the fine-tuned model learns to reproduce that image.
+
+The shared model is never modified: a fine-tuned collaborator exists only as the set of tensors that
+changed (`ModalityEdit.params`), in its own module object that shares all other tensors with the
+model (`CollaborativeModel.with_tensors`), so concurrent edits cannot interfere. With
+`trainable="all"` (the official choice) that set is the whole collaborator; `trainable="attention"`
+fine-tunes only the transformer blocks, a far smaller delta.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from collab.model import CollaborativeModel
+from collab.pipeline import CollabStep, GenerationResult, generate
+
+TRAINABLE = ("all", "attention")
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    embed_steps: int = 500
+    embed_lr: float = 1e-3
+    finetune_steps: int = 1000
+    finetune_lr: float = 1e-6
+    trainable: str = "all"
+    seed: int = 0
+
+    @classmethod
+    def official(cls) -> EditSettings:
+        return cls()
+
+    @classmethod
+    def fast(cls) -> EditSettings:
+        """Sized for a CPU: fewer iterations, larger steps, attention-only fine-tuning."""
+        return cls(embed_steps=100, embed_lr=1e-2, finetune_steps=150, finetune_lr=1e-4, trainable="attention")
+
+    def validate(self) -> EditSettings:
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {', '.join(TRAINABLE)}, got {self.trainable!r}")
+        if self.embed_steps < 0 or self.finetune_steps < 0:
+            raise ValueError("iteration counts must be >= 0")
+        if not (self.embed_lr > 0 and self.finetune_lr > 0):
+            raise ValueError("learning rates must be > 0")
+        return self
+
+
+class EditCancelled(RuntimeError):
+    """Raised when the cancel callback asked to stop; nothing is kept."""
+
+
+@dataclass
+class ModalityEdit:
+    name: str
+    target: torch.Tensor  # c_tgt [1, L, D]
+    optimized: torch.Tensor  # c_opt [1, L, D]
+    params: dict[str, torch.Tensor]  # fine-tuned tensors of the collaborator (only those trained)
+
+    def context(self, alpha: float) -> torch.Tensor:
+        """alpha c_tgt + (1 - alpha) c_opt (alpha = 0 reconstructs the input, 1 is the target)."""
+        return alpha * self.target + (1 - alpha) * self.optimized
+
+
+@dataclass
+class EditSession:
+    """Stages 1-2 done; sample any alpha / seed from here without re-optimising."""
+
+    model_name: str
+    image: np.ndarray  # the input after crop/resize, uint8 [H, W, 3]
+    latent: torch.Tensor  # z_0 of the input (scaled) [1, C, h, w]
+    edits: dict[str, ModalityEdit]
+    settings: EditSettings
+    kept: dict[str, torch.Tensor] = field(default_factory=dict)  # contexts of unedited modalities
+
+    def sample(self, model: CollaborativeModel, alpha: float | Mapping[str, float], *, steps: int = 50,
+               eta: float = 0.0, seed: int = 0, rule: str | None = None, mode: str = "collaborative",
+               callback: Callable[[CollabStep], None] | None = None) -> GenerationResult:
+        if model.config.name != self.model_name:
+            raise ValueError(f"this edit was made with model {self.model_name}, not {model.config.name}")
+        alphas = {n: float(alpha[n] if isinstance(alpha, Mapping) else alpha) for n in self.edits}
+        for n, a in alphas.items():
+            if not 0.0 <= a <= 3.0:
+                raise ValueError(f"alpha for {n} must be in [0, 3] (official sweeps use 0..2.5), got {a}")
+        contexts = {**self.kept, **{n: e.context(alphas[n]) for n, e in self.edits.items()}}
+        nets = {n: model.with_tensors(n, e.params) for n, e in self.edits.items()}
+        result = generate(model, {}, contexts=contexts, collaborators=nets, steps=steps, eta=eta,
+                          seed=seed, rule=rule, mode=mode, callback=callback)
+        result.extras["alpha"] = alphas
+        return result
+
+    def alpha_strip(self, model: CollaborativeModel, alphas: Sequence[float], **kwargs: Any) -> list[GenerationResult]:
+        return [self.sample(model, a, **kwargs) for a in alphas]
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, path: str | Path) -> Path:
+        """One safetensors file (contexts, fine-tuned tensors, input) with the settings as metadata."""
+        path = Path(path)
+        tensors = {"input.image": torch.from_numpy(self.image.copy()), "input.latent": self.latent}
+        for n, e in self.edits.items():
+            tensors[f"edit.{n}.target"] = e.target
+            tensors[f"edit.{n}.optimized"] = e.optimized
+            tensors.update({f"edit.{n}.params.{k}": v for k, v in e.params.items()})
+        tensors.update({f"kept.{n}": v for n, v in self.kept.items()})
+        meta = {"format": "collab-edit/v1", "model": self.model_name, "settings": json.dumps(asdict(self.settings)),
+                "modalities": json.dumps(sorted(self.edits))}
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> EditSession:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("format") != "collab-edit/v1":
+            raise ValueError(f"{path} is not a saved collab edit session")
+        t = load_file(path)
+        edits = {}
+        for n in json.loads(meta["modalities"]):
+            pre = f"edit.{n}.params."
+            edits[n] = ModalityEdit(n, t[f"edit.{n}.target"], t[f"edit.{n}.optimized"],
+                                    {k[len(pre):]: v for k, v in t.items() if k.startswith(pre)})
+        kept = {k[5:]: v for k, v in t.items() if k.startswith("kept.")}
+        return cls(meta["model"], t["input.image"].numpy(), t["input.latent"], edits,
+                   EditSettings(**json.loads(meta["settings"])), kept)
+
+
+# ---------------------------------------------------------------- input image
+
+
+def prepare_image(source: Any, size: int) -> tuple[np.ndarray, str | None]:
+    """Any image (path, PIL, array) -> RGB uint8 [size, size, 3], centre-cropped and resized.
+
+    Returns the image and a note for the user when it had to be cropped or resized.
+    """
+    try:
+        img = source if isinstance(source, Image.Image) else (
+            Image.fromarray(np.asarray(source)) if isinstance(source, np.ndarray) else Image.open(source))
+        img.load()
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ValueError(f"cannot read the input image ({e})") from e
+    note = []
+    if img.mode != "RGB":
+        note.append(f"converted from {img.mode} to RGB")
+        img = img.convert("RGB")
+    w, h = img.size
+    if w != h:
+        s = min(w, h)
+        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        note.append(f"centre-cropped from {w}x{h} to {s}x{s}")
+    if img.size[0] != size:
+        note.append(f"resized from {img.size[0]} to {size}")
+        img = img.resize((size, size), Image.BICUBIC)
+    return np.asarray(img), ("; ".join(note) or None)
+
+
+# ---------------------------------------------------------------- stages 1 and 2
+
+
+def _trainable_names(net: torch.nn.Module, which: str) -> list[str]:
+    names = [n for n, _ in net.named_parameters()]
+    return names if which == "all" else [n for n in names if ".transformer_blocks." in n]
+
+
+def _denoising_loss(net, z0, context, g, schedule_abar) -> torch.Tensor:
+    t = torch.randint(0, schedule_abar.shape[0], (1,), generator=g)
+    noise = torch.randn(z0.shape, generator=g)
+    a = schedule_abar[t].float().view(1, 1, 1, 1)
+    x_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+    return F.mse_loss(net(x_t, t, context), noise)
+
+
+def edit(model: CollaborativeModel, image: Any, targets: Mapping[str, Any], *,
+         settings: EditSettings | None = None, keep: Mapping[str, Any] | None = None,
+         progress: Callable[[str, int, int, float], None] | None = None,
+         cancel: Callable[[], bool] | None = None) -> EditSession:
+    """Run stages 1-2 for every modality in `targets` (raw conditions) and return an EditSession.
+
+    `keep`: raw conditions of modalities that take part in sampling unedited (e.g. the input's own
+    mask). `progress(stage, step, total, loss)` is called every iteration; `cancel()` is polled between
+    iterations and raises EditCancelled when it returns True (nothing is kept).
+    """
+    settings = (settings or EditSettings.official()).validate()
+    if not targets:
+        raise ValueError(f"give at least one target condition among {', '.join(model.names)}")
+    unknown = [n for n in (*targets, *(keep or {})) if n not in model.names]
+    if unknown:
+        raise ValueError(f"unknown modalities {unknown}; this model has {', '.join(model.names)}")
+    pixels, _ = prepare_image(image, model.config.image_size)
+    x = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    z0 = model.encode(x).float()
+    abar = model.schedule.alphas_cumprod
+    g = torch.Generator().manual_seed(settings.seed)
+    edits = {}
+    for name, raw in targets.items():
+        net = model.collaborators[name]
+        c_tgt = model.encode_condition(name, [raw]).float()
+        # 1. optimise the embedding, collaborator frozen
+        c = c_tgt.clone().requires_grad_(True)
+        opt = torch.optim.Adam([c], lr=settings.embed_lr)
+        for i in range(settings.embed_steps):
+            _poll(cancel)
+            with torch.enable_grad():
+                loss = _denoising_loss(net, z0, c, g, abar)
+                opt.zero_grad()
+                loss.backward()
+            opt.step()
+            _report(progress, f"{name}: embedding", i, settings.embed_steps, loss)
+        c_opt = c.detach()
+        # 2. fine-tune the collaborator with c_opt fixed, on copies of the trained tensors only
+        base = dict(net.named_parameters())
+        names = _trainable_names(net, settings.trainable)
+        tuned = model.with_tensors(name, {n: base[n].detach().float().clone() for n in names})
+        params = {n: p.requires_grad_(True) for n, p in tuned.named_parameters() if n in set(names)}
+        opt = torch.optim.Adam(list(params.values()), lr=settings.finetune_lr)
+        for i in range(settings.finetune_steps):
+            _poll(cancel)
+            with torch.enable_grad():
+                loss = _denoising_loss(tuned, z0, c_opt, g, abar)
+                opt.zero_grad()
+                loss.backward()
+            opt.step()
+            _report(progress, f"{name}: fine-tuning", i, settings.finetune_steps, loss)
+        edits[name] = ModalityEdit(name, c_tgt.detach(), c_opt, {k: v.detach() for k, v in params.items()})
+    kept = {n: model.encode_condition(n, [raw]) for n, raw in (keep or {}).items()}
+    return EditSession(model.config.name, pixels, z0.detach(), edits, settings, kept)
+
+
+def _poll(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise EditCancelled("edit cancelled")
+
+
+def _report(progress, stage: str, i: int, total: int, loss: torch.Tensor) -> None:
+    if progress is not None:
+        value = float(loss.detach())
+        progress(stage, i + 1, total, value if math.isfinite(value) else float("nan"))

@@ -1,0 +1,81 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from collab.editing import EditCancelled, EditSession, EditSettings, edit, prepare_image
+from tests.conftest import tiny_model
+
+FAST = EditSettings(embed_steps=6, embed_lr=1e-2, finetune_steps=6, finetune_lr=1e-3, trainable="attention", seed=1)
+IMAGE = (np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)  # not square, not model size
+MASK = np.ones((16, 16), np.uint8)
+
+
+def test_prepare_image_crops_resizes_and_says_so():
+    img, note = prepare_image(IMAGE, 16)
+    assert img.shape == (16, 16, 3) and "centre-cropped from 24x20" in note and "resized" in note
+    same, none = prepare_image(img, 16)
+    assert none is None and np.array_equal(same, img)
+    with pytest.raises(ValueError, match="cannot read"):
+        prepare_image(__file__, 16)
+
+
+def test_edit_changes_only_copies_and_samples(model):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    steps = []
+    session = edit(model, IMAGE, {"text": "this man has a long beard."}, settings=FAST,
+                   keep={"mask": MASK}, progress=lambda *a: steps.append(a))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the shared model is untouched
+    e = session.edits["text"]
+    assert not torch.equal(e.optimized, e.target)  # stage 1 moved the embedding
+    assert all(".transformer_blocks." in k for k in e.params) and e.params
+    changed = [k for k, v in e.params.items() if not torch.equal(v, dict(model.collaborators["text"].named_parameters())[k])]
+    assert changed  # stage 2 moved the fine-tuned tensors
+    assert [s[0] for s in steps].count("text: embedding") == 6 and steps[-1][1:3] == (6, 6)
+    strip = session.alpha_strip(model, [0.0, 1.0, 2.0], steps=3, seed=0)
+    assert len(strip) == 3 and not np.array_equal(strip[0].images, strip[2].images)
+    assert strip[1].extras["alpha"] == {"text": 1.0} and strip[1].settings.modalities == ("mask", "text")
+
+
+def test_isolation_concurrent_edits_equal_sequential(model):
+    args = dict(settings=FAST, keep={"mask": MASK})
+    alone_a = edit(model, IMAGE, {"text": "a woman in her forties."}, **args).sample(model, 1.0, steps=3)
+    alone_b = edit(model, IMAGE, {"text": "a man with stubble."}, **args).sample(model, 1.0, steps=3)
+    results = {}
+
+    def run(key, text):
+        results[key] = edit(model, IMAGE, {"text": text}, **args).sample(model, 1.0, steps=3)
+
+    threads = [threading.Thread(target=run, args=("a", "a woman in her forties.")),
+               threading.Thread(target=run, args=("b", "a man with stubble."))]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert np.array_equal(results["a"].images, alone_a.images)
+    assert np.array_equal(results["b"].images, alone_b.images)
+
+
+def test_save_load_resample(tmp_path, model):
+    session = edit(model, IMAGE, {"text": "an elderly man.", "mask": MASK}, settings=FAST)
+    path = session.save(tmp_path / "edit.safetensors")
+    again = EditSession.load(path)
+    assert set(again.edits) == {"mask", "text"} and again.settings == FAST
+    a = session.sample(model, {"text": 1.5, "mask": 0.5}, steps=3, seed=2)
+    b = again.sample(model, {"text": 1.5, "mask": 0.5}, steps=3, seed=2)
+    assert np.array_equal(a.images, b.images)
+
+
+def test_bad_requests(model):
+    with pytest.raises(ValueError, match="at least one target"):
+        edit(model, IMAGE, {}, settings=FAST)
+    with pytest.raises(ValueError, match="unknown modalities"):
+        edit(model, IMAGE, {"sketch": MASK}, settings=FAST)
+    with pytest.raises(ValueError, match="trainable"):
+        edit(model, IMAGE, {"text": "a man"}, settings=EditSettings(trainable="lora"))
+    session = edit(model, IMAGE, {"text": "a man"}, settings=FAST)
+    with pytest.raises(ValueError, match="alpha"):
+        session.sample(model, 5.0)
+    calls = []
+    with pytest.raises(EditCancelled):
+        edit(model, IMAGE, {"text": "a man"}, settings=FAST, cancel=lambda: calls.append(1) or len(calls) > 3)
