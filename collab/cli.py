@@ -1,4 +1,4 @@
-"""Command line: `collab generate | text2image | mask2image | check`.
+"""Command line: `collab generate | text2image | mask2image | edit | check`.
 
 Every input is validated before the model is loaded, and outputs are written only after sampling
 succeeded (each file through a temporary name), so a failure leaves no half-written folder.
@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     m2i.add_argument("--mask", type=Path, required=True)
     _add_model_args(m2i)
     _add_sampling_args(m2i, mode_choice=False)
+    ed = sub.add_parser("edit", help="edit a real face towards a target text and/or mask (Algorithm 3)")
+    ed.add_argument("--image", type=Path, required=True, help="input face (any size: centre-cropped and resized)")
+    ed.add_argument("--text", help="target text")
+    ed.add_argument("--mask", type=Path, help="target mask PNG")
+    ed.add_argument("--alpha", type=float, default=1.0, help="interpolation alpha*c_target + (1-alpha)*c_opt")
+    ed.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0],
+                    help="alpha values of the strip")
+    ed.add_argument("--preset", choices=("fast", "official"), default="fast",
+                    help="fast: sized for a CPU; official: 500 + 1000 iterations, lr 1e-3 / 1e-6")
+    ed.add_argument("--session", type=Path, help="reuse a saved edit session (skips the optimisation)")
+    _add_model_args(ed)
+    _add_sampling_args(ed, mode_choice=False)
     chk = sub.add_parser("check", help="verify against golden vectors (= python -m collab.reference_check)")
     chk.add_argument("dirs", nargs="+", type=Path)
     return ap
@@ -169,6 +181,79 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_edit(args: argparse.Namespace) -> int:
+    from collab.editing import EditSession, EditSettings, edit, prepare_image
+    from collab.masks import load_mask
+    from collab.registry import load_model
+    from collab.visualize import StepRecorder, grid, influence_grid
+
+    # 1. validate everything before loading the model
+    if not args.image.exists():
+        raise SystemExit(f"error: image not found: {args.image}")
+    targets: dict[str, Any] = {}
+    if args.text is not None:
+        if not args.text.strip():
+            raise SystemExit("error: --text is empty")
+        targets["text"] = args.text
+    if args.mask is not None:
+        if not args.mask.exists():
+            raise SystemExit(f"error: mask file not found: {args.mask}")
+        targets["mask"] = load_mask(args.mask)
+    if not targets and args.session is None:
+        raise SystemExit("error: give a target: --text and/or --mask (or --session to reuse an edit)")
+    for a in (args.alpha, *args.alphas):
+        if not 0.0 <= a <= 3.0:
+            raise SystemExit(f"error: alpha must be in [0, 3], got {a}")
+    device = resolve_device(args.device)
+    model = load_model(args.model, ckpt=args.ckpt, config=args.config, vocab=args.vocab, trusted=args.trust_checkpoint,
+                       device=device, dtype=DTYPES[args.dtype])
+
+    # 2. stages 1-2 (or a saved session), with a progress bar
+    if args.session is not None:
+        session = EditSession.load(args.session)
+    else:
+        _, note = prepare_image(args.image, model.config.image_size)
+        if note:
+            print(f"input image: {note}")
+        settings = EditSettings.official() if args.preset == "official" else EditSettings.fast()
+        settings = replace(settings, seed=args.seed)
+        bar = None
+        if not args.no_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(desc="editing", unit="it")
+
+        def progress(stage: str, i: int, total: int, loss: float) -> None:
+            if bar is not None:
+                bar.set_description(stage)
+                bar.total = total
+                bar.n = i
+                bar.set_postfix(loss=f"{loss:.4f}")
+                bar.refresh()
+
+        session = edit(model, args.image, targets, settings=settings, progress=progress)
+        if bar is not None:
+            bar.close()
+
+    # 3. sample: the chosen alpha (with influence maps) and the strip
+    rec = StepRecorder()
+    common = dict(steps=args.steps, eta=args.eta, seed=args.seed)
+    main_result = session.sample(model, args.alpha, callback=rec, **common)
+    strip = [session.sample(model, a, **common).images[0] for a in args.alphas]
+
+    # 4. write everything at the end
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.image.stem
+    _save_png(main_result.images[0], args.out / f"{stem}_edit_alpha{args.alpha:g}.png")
+    _save_png(grid([session.image, *strip], ncols=len(strip) + 1), args.out / f"{stem}_alpha_strip.png")
+    if rec.influence:
+        _save_png(influence_grid(rec), args.out / f"{stem}_influence.png")
+    if args.session is None:
+        session.save(args.out / f"{stem}_edit_session.safetensors")
+    print(f"edited {', '.join(session.edits)}; wrote results to {args.out} (strip alphas: {args.alphas})")
+    return 0
+
+
 def _decode(model, latents: torch.Tensor) -> np.ndarray:
     from collab.pipeline import to_uint8
 
@@ -183,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
         return check_main([str(d) for d in args.dirs])
     warnings.simplefilter("default")
     try:
+        if args.command == "edit":
+            return run_edit(args)
         return run_generate(args)
+    except KeyboardInterrupt:
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 130
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         # User-facing errors (bad masks, checkpoints that do not fit, ...) without a traceback.
         print(f"error: {e}", file=sys.stderr)

@@ -63,3 +63,33 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path, model_dir, capsys)
     assert "(12, 240, 7)" in capsys.readouterr().err
     assert main(["generate", "--model", str(tmp_path / "missing_dir"), "--text", "a man", "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_edit_command_writes_edit_strip_and_session(tmp_path, model_dir, mask_png):
+    image = (np.random.default_rng(1).random((24, 20, 3)) * 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "face.png")
+    out = tmp_path / "edits"
+    args = ["edit", "--model", str(model_dir), "--image", str(tmp_path / "face.png"), "--text", "an old man",
+            "--mask", str(mask_png), "--steps", "2", "--alphas", "0", "1", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"face_edit_alpha1.png", "face_alpha_strip.png", "face_influence.png", "face_edit_session.safetensors"} <= names
+    again = tmp_path / "again"
+    assert main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "face.png"), "--session",
+                 str(out / "face_edit_session.safetensors"), "--steps", "2", "--alpha", "2", "--out", str(again),
+                 "--no-progress"]) == 0
+    assert (again / "face_edit_alpha2.png").exists()
+
+
+def test_edit_bad_inputs(tmp_path, model_dir):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "face.png")
+    with pytest.raises(SystemExit, match="give a target"):
+        main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "face.png")])
+    with pytest.raises(SystemExit, match="alpha"):
+        main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "face.png"), "--text", "a", "--alpha", "7"])
+    with pytest.raises(SystemExit, match="not found"):
+        main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "nope.png"), "--text", "a"])
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "bad.png"), "--text", "a",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
