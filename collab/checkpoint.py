@@ -312,10 +312,11 @@ def _pick_config(config: str | Path | ModelConfig | None, files: list, layouts: 
 
 
 def _finish(model: CollaborativeModel, vocab: str | Path | None, device: str | torch.device,
-            dtype: torch.dtype) -> CollaborativeModel:
+            dtype: torch.dtype, own_vocab: bool = False) -> CollaborativeModel:
     tokenizer = None
     if any(m.kind == "text" for m in model.config.modalities):
-        tokenizer = WordPieceTokenizer.from_vocab_file(find_vocab(vocab))
+        # a model's own vocabulary is not bert-base-uncased: no checksum warning for it
+        tokenizer = WordPieceTokenizer.from_vocab_file(find_vocab(vocab), verify=not own_vocab)
     model.attach_tokenizer(tokenizer)
     model.to(device)
     model.set_precision(dtype)
@@ -350,6 +351,7 @@ def load_pretrained(directory: str | Path, *, vocab: str | Path | None = None, d
     cfg = load_config(directory / CONFIG_NAME)
     weights = read_state_dict(directory / WEIGHTS_NAME)
     model = _materialise(cfg, weights, str(directory / WEIGHTS_NAME))
-    if vocab is None and cfg.vocab:
+    own = vocab is None and bool(cfg.vocab)
+    if own:
         vocab = cfg.vocab if Path(cfg.vocab).is_absolute() else directory / cfg.vocab
-    return _finish(model, vocab, device, dtype)
+    return _finish(model, vocab, device, dtype, own_vocab=own)

@@ -1,0 +1,1 @@
+"""The trainer, kept apart from the inference package (which never imports it)."""

@@ -1,0 +1,237 @@
+"""Train the embedded demo model set on the face world, with one resumable command.
+
+    python -m collab.train.demo --run runs/demo --out checkpoints/demo
+
+Stages, each skipped when its result exists, each resumable mid-way: render the world (official
+layout) -> VAE -> scale factor and latent cache -> mask collaborator -> text collaborator ->
+dynamic diffusers (Algorithm 1) -> export (config.yaml + model.safetensors + vocab.txt).
+Re-running the same command after an interruption continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from collab.checkpoint import save_pretrained
+from collab.config import ModelConfig, load_config
+from collab.encoders import MaskEncoder, TextEncoder
+from collab.model import CollaborativeModel
+from collab.schedule import DiffusionSchedule
+from collab.tokenizer import WordPieceTokenizer
+from collab.train.loop import LoopConfig, apply_weights, train
+from collab.train.losses import diffuser_loss, estimate_scale_factor, ldm_loss, vae_loss
+from collab.unet import UNetModel
+from collab.vae import AutoencoderKL
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    num_images: int = 8000
+    test_size: int = 500
+    size: int = 128
+    seed: int = 0
+    # Sized for about 80 minutes on 2 CPU cores (measured: VAE 0.7 s/step on 8 crops of 64x64,
+    # collaborators 0.33 s/step and diffusers 0.5 s/step at batch 32 on 16x16x3 latents).
+    vae: LoopConfig = LoopConfig(steps=1200, lr=4e-4, batch_size=8, warmup=50)
+    vae_crop: int = 64  # the VAE is convolutional: train on crops, 4x cheaper than whole faces
+    ldm: LoopConfig = LoopConfig(steps=3000, lr=5e-4, batch_size=32, ema_decay=0.999, warmup=100)
+    diffusers: LoopConfig = LoopConfig(steps=1500, lr=5e-4, batch_size=32, warmup=50)
+    p2_gamma: float = 0.0
+
+    def scaled(self, factor: float) -> DemoRecipe:
+        """Every stage's step count times `factor` (for smoke runs and tests)."""
+        def s(c: LoopConfig) -> LoopConfig:
+            return replace(c, steps=max(2, int(c.steps * factor)), warmup=max(1, int(c.warmup * factor)),
+                           save_every=max(1, int(c.save_every * factor)), log_every=max(1, int(c.log_every * factor)))
+        return replace(self, vae=s(self.vae), ldm=s(self.ldm), diffusers=s(self.diffusers))
+
+
+# ---------------------------------------------------------------- data
+
+
+def build_vocab(captions: list[str]) -> list[str]:
+    """A WordPiece vocabulary of the training captions' words, plus every character as a
+    fallback piece, so unseen words split into known pieces instead of [UNK]."""
+    from collab.tokenizer import basic_tokenize
+
+    words = sorted({w for c in captions for w in basic_tokenize(c.lower())})
+    chars = sorted({ch for w in words for ch in w} | set("abcdefghijklmnopqrstuvwxyz0123456789.,'-!?"))
+    return SPECIALS + words + [c for c in chars if c not in words] + [f"##{c}" for c in chars]
+
+
+@dataclass
+class WorldTensors:
+    images: torch.Tensor  # uint8 [N, 3, H, W]
+    labels32: torch.Tensor  # uint8 [N, 1024] mask labels on the 32x32 grid
+    tokens: torch.Tensor  # int64 [N, 77]
+    names: list[str]
+
+    def batch_images(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.images[idx].float() / 127.5 - 1.0
+
+    def batch_masks(self, idx: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(self.labels32[idx].long(), 19).transpose(1, 2).float()
+
+
+def load_world(run: Path, recipe: DemoRecipe, log) -> tuple[WorldTensors, WordPieceTokenizer, Path]:
+    from collab.data.layout import OfficialLayoutDataset, write_official_layout
+
+    data = run / "data"
+    cache = run / "world_tensors.pt"
+    vocab_path = run / "vocab.txt"
+    if not cache.exists():
+        if not (data / "captions.json").exists():
+            log(f"rendering {recipe.num_images} faces into {data}")
+            write_official_layout(data, recipe.num_images, seed=recipe.seed, size=recipe.size)
+        ds = OfficialLayoutDataset.from_root(data, phase="train", test_size=recipe.test_size)
+        items = [ds[i] for i in range(len(ds))]
+        captions = [it["caption"] for it in items]
+        vocab_path.write_text("\n".join(build_vocab(captions)) + "\n")
+        tok = WordPieceTokenizer.from_vocab_file(vocab_path, verify=False)
+        images = torch.stack([((it["image"] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8) for it in items])
+        labels = torch.stack([it["mask"].argmax(0).to(torch.uint8) for it in items])
+        torch.save({"images": images, "labels32": labels, "tokens": tok.encode(captions).ids,
+                    "names": [it["name"] for it in items]}, cache)
+    t = torch.load(cache, weights_only=True)
+    tok = WordPieceTokenizer.from_vocab_file(vocab_path, verify=False)
+    return WorldTensors(t["images"], t["labels32"], t["tokens"], t["names"]), tok, vocab_path
+
+
+# ---------------------------------------------------------------- stages
+
+
+def model_config(base: ModelConfig, vocab_size: int, scale_factor: float) -> ModelConfig:
+    mods = tuple(replace(m, encoder=replace(m.encoder, vocab_size=vocab_size)) if m.kind == "text" else m
+                 for m in base.modalities)
+    return replace(base, modalities=mods, scale_factor=scale_factor, vocab="vocab.txt")
+
+
+def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo", log=print) -> Path:
+    run.mkdir(parents=True, exist_ok=True)
+    world, tok, vocab_path = load_world(run, recipe, log)
+    n = len(world.names)
+    base = load_config(base_config)
+    schedule = DiffusionSchedule.linear(base.timesteps, base.linear_start, base.linear_end)
+    torch.manual_seed(recipe.seed)
+
+    # 1. VAE
+    vae = AutoencoderKL(base.vae)
+    vae_file = run / "vae.pt"
+    if vae_file.exists():
+        vae.load_state_dict(torch.load(vae_file, weights_only=True))
+    else:
+        def vae_step(g, step):
+            idx = torch.randint(0, n, (recipe.vae.batch_size,), generator=g)
+            x = world.batch_images(idx)
+            if recipe.vae_crop and recipe.vae_crop < x.shape[-1]:
+                top, left = torch.randint(0, x.shape[-1] - recipe.vae_crop + 1, (2,), generator=g).tolist()
+                x = x[..., top:top + recipe.vae_crop, left:left + recipe.vae_crop]
+            return vae_loss(vae, x, g)[0]
+        apply_weights({"vae": vae}, train(run, "vae", {"vae": vae}, vae_step, recipe.vae))
+        torch.save(vae.state_dict(), vae_file)
+    vae.eval().requires_grad_(False)
+
+    # 2. scale factor and the latent cache (posterior mean and std of every image)
+    lat_file = run / "latents.pt"
+    if not lat_file.exists():
+        with torch.no_grad():
+            posts = [vae.encode(world.batch_images(torch.arange(i, min(i + 64, n)))) for i in range(0, n, 64)]
+        mean = torch.cat([p.mean for p in posts])
+        std = torch.cat([p.std for p in posts])
+        scale = float(1.0 / mean.std())
+        torch.save({"mean": mean, "std": std, "scale": scale}, lat_file)
+    lat = torch.load(lat_file, weights_only=True)
+    scale = lat["scale"]
+    log(f"scale factor {scale:.4f}")
+    cfg = model_config(base, tok.vocab_size, scale)
+
+    def latents(idx, g):
+        return (lat["mean"][idx] + lat["std"][idx] * torch.randn(lat["mean"][idx].shape, generator=g)) * scale
+
+    def conditions(name, idx):
+        return world.tokens[idx] if cfg.modality(name).kind == "text" else world.batch_masks(idx)
+
+    # 3. one collaborator per modality, its encoder trained with it
+    collaborators, encoders = {}, {}
+    for m in cfg.modalities:
+        unet, enc = UNetModel(m.collaborator), (TextEncoder if m.kind == "text" else MaskEncoder)(m.encoder)
+        path = run / f"ldm_{m.name}.pt"
+        if path.exists():
+            w = torch.load(path, weights_only=True)
+            unet.load_state_dict(w["unet"])
+            enc.load_state_dict(w["encoder"])
+        else:
+            def ldm_step(g, step, unet=unet, enc=enc, name=m.name):
+                idx = torch.randint(0, n, (recipe.ldm.batch_size,), generator=g)
+                return ldm_loss(unet, enc, conditions(name, idx), latents(idx, g), schedule, g, recipe.p2_gamma)
+            weights = train(run, f"ldm_{m.name}", {"unet": unet, "encoder": enc}, ldm_step, recipe.ldm)
+            apply_weights({"unet": unet, "encoder": enc}, weights)
+            torch.save({"unet": unet.state_dict(), "encoder": enc.state_dict()}, path)
+        collaborators[m.name] = unet.eval().requires_grad_(False)
+        encoders[m.name] = enc.eval().requires_grad_(False)
+
+    # 4. dynamic diffusers (Algorithm 1): collaborators and encoders frozen
+    diffusers = {m.name: UNetModel(m.diffuser) for m in cfg.modalities}
+    diff_file = run / "diffusers.pt"
+    if diff_file.exists():
+        w = torch.load(diff_file, weights_only=True)
+        for k, d in diffusers.items():
+            d.load_state_dict(w[k])
+    else:
+        def diff_step(g, step):
+            idx = torch.randint(0, n, (recipe.diffusers.batch_size,), generator=g)
+            with torch.no_grad():
+                ctx = {k: encoders[k](conditions(k, idx)) for k in diffusers}
+            return diffuser_loss(collaborators, diffusers, ctx, latents(idx, g), schedule, g, recipe.p2_gamma)
+        apply_weights(diffusers, train(run, "diffusers", diffusers, diff_step, recipe.diffusers))
+        torch.save({k: d.state_dict() for k, d in diffusers.items()}, diff_file)
+
+    # 5. export in the project's format
+    model = CollaborativeModel(cfg)
+    model.vae.load_state_dict(vae.state_dict())
+    for k in collaborators:
+        model.collaborators[k].load_state_dict(collaborators[k].state_dict())
+        model.encoders[k].load_state_dict(encoders[k].state_dict())
+        model.diffusers[k].load_state_dict(diffusers[k].state_dict())
+    save_pretrained(model, out)
+    (out / "vocab.txt").write_text(vocab_path.read_text())
+    (out / "training.json").write_text(json.dumps({"recipe": _plain(recipe), "images": n, "scale_factor": scale}, indent=1))
+    log(f"exported to {out}")
+    return out
+
+
+def _plain(obj):
+    from dataclasses import asdict
+
+    return asdict(obj)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, default=Path("runs/demo"), help="working directory (resumable)")
+    ap.add_argument("--out", type=Path, default=Path("checkpoints/demo"))
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every stage's step count (smoke runs)")
+    ap.add_argument("--num-images", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = DemoRecipe().scaled(args.scale) if args.scale != 1.0 else DemoRecipe()
+    if args.num_images:
+        recipe = replace(recipe, num_images=args.num_images, test_size=max(1, args.num_images // 16))
+    t0 = time.time()
+    run_demo(args.run, args.out, recipe, log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True))
+    print(f"total wall time {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
