@@ -81,8 +81,7 @@ def train(run_dir: Path, stage: str, modules: Mapping[str, nn.Module], loss_fn: 
     params = {f"{m}.{n}": p for m, mod in modules.items() for n, p in mod.named_parameters() if p.requires_grad}
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    ema = EMA(params, cfg.ema_decay) if cfg.ema_decay else None
-    start = 0
+    start, ema_state = 0, None
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         with torch.no_grad():
@@ -90,12 +89,14 @@ def train(run_dir: Path, stage: str, modules: Mapping[str, nn.Module], loss_fn: 
                 p.copy_(state["params"][k])
         opt.load_state_dict(state["optimizer"])
         g.set_state(state["generators"][rank] if rank < len(state["generators"]) else state["generators"][0])
-        if ema is not None:
-            ema.shadow = {k: v.float() for k, v in state["ema"].items()}
+        ema_state = state["ema"]
         start = int(state["step"])
     if size > 1:  # every rank starts from rank 0's weights
         for p in params.values():
             dist.broadcast(p.data, 0)
+    ema = EMA(params, cfg.ema_decay) if cfg.ema_decay else None
+    if ema is not None and ema_state:
+        ema.shadow = {k: v.float() for k, v in ema_state.items()}
 
     log = (run_dir / f"{stage}.loss.jsonl").open("a") if rank == 0 else None
     bar = None
@@ -111,7 +112,7 @@ def train(run_dir: Path, stage: str, modules: Mapping[str, nn.Module], loss_fn: 
         loss = loss_fn(g, step)
         if not torch.isfinite(loss):
             what = f" (batch: {describe_batch()})" if describe_batch else ""
-            raise TrainingError(f"{stage}: non-finite loss {float(loss)} at step {step + 1}{what}; "
+            raise TrainingError(f"{stage}: non-finite loss {float(loss.detach())} at step {step + 1}{what}; "
                                 f"the last good state ({state_path.name}) was kept")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -125,7 +126,7 @@ def train(run_dir: Path, stage: str, modules: Mapping[str, nn.Module], loss_fn: 
         opt.step()
         if ema is not None:
             ema.update(params, step)
-        running += float(loss)
+        running += float(loss.detach())
         done = step + 1
         if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
             n = cfg.log_every if done % cfg.log_every == 0 else (done % cfg.log_every or cfg.log_every)
