@@ -94,7 +94,7 @@ class Evaluator:
     @torch.no_grad()
     def parse(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """uint8 [B, H, W, 3] (or [-1, 1] tensors) -> labels uint8 [B, H, W] at the input size."""
-        x, size = _to_input(images, self.parser.config.image_size)
+        x, size = to_input(images, self.parser.config.image_size)
         logits = self.parser(x)
         if logits.shape[-1] != size:
             logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
@@ -103,12 +103,12 @@ class Evaluator:
     @torch.no_grad()
     def attributes(self, images: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
         """Predicted class index per head."""
-        x, _ = _to_input(images, self.classifier.config.image_size)
+        x, _ = to_input(images, self.classifier.config.image_size)
         return {k: v.argmax(1).numpy() for k, v in self.classifier(x).items()}
 
     @torch.no_grad()
     def features(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
-        x, _ = _to_input(images, self.classifier.config.image_size)
+        x, _ = to_input(images, self.classifier.config.image_size)
         return self.classifier.features(x).numpy().astype(np.float64)
 
     def save(self, directory: str | Path) -> Path:
@@ -138,7 +138,7 @@ class Evaluator:
         return cls(parser.eval().requires_grad_(False), classifier.eval().requires_grad_(False))
 
 
-def _to_input(images: np.ndarray | torch.Tensor, size: int) -> tuple[torch.Tensor, int]:
+def to_input(images: np.ndarray | torch.Tensor, size: int) -> tuple[torch.Tensor, int]:
     if isinstance(images, np.ndarray):
         if images.ndim == 3:
             images = images[None]

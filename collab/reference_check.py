@@ -289,9 +289,9 @@ def discover(root: Path) -> Iterator[tuple[str, Path]]:
                 yield "module", js
 
 
+@torch.no_grad()
 def run(paths: list[Path], out=None) -> tuple[int, int]:
     out = out or sys.stdout
-    torch.set_grad_enabled(False)
     passed = failed = 0
     for root in paths:
         if not root.exists():
