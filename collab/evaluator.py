@@ -17,6 +17,14 @@ from torch import nn
 
 from collab.classes import NUM_CLASSES
 
+# Heads of the attribute classifier: what a face-world caption states (gender, age level, beard level).
+ATTRIBUTE_HEADS = {"gender": 2, "age": 6, "beard": 5}
+
+
+def attribute_targets(attrs) -> dict[str, int]:
+    """Class indices of the classifier heads for one face-world attribute record."""
+    return {"gender": int(attrs.gender == "man"), "age": int(attrs.age), "beard": int(attrs.beard)}
+
 # ---------------------------------------------------------------- networks
 
 
@@ -57,7 +65,7 @@ class FaceParser(nn.Module):
 @dataclass(frozen=True)
 class ClassifierConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)
-    heads: dict[str, int] = field(default_factory=lambda: {"gender": 2, "age": 6, "beard": 5})
+    heads: dict[str, int] = field(default_factory=lambda: dict(ATTRIBUTE_HEADS))
     image_size: int = 128
 
     def __hash__(self) -> int:

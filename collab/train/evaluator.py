@@ -17,15 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from collab.evaluator import (AttributeClassifier, ClassifierConfig, Evaluator, FaceParser, ParserConfig, to_input,
-                              confusion, miou)
+from collab.evaluator import (ATTRIBUTE_HEADS, AttributeClassifier, ClassifierConfig, Evaluator, FaceParser,
+                              ParserConfig, to_input,
+                              attribute_targets, confusion, miou)
 
-HEADS = {"gender": 2, "age": 6, "beard": 5}
-
-
-def attribute_targets(attrs) -> dict[str, int]:
-    """Class indices of the classifier heads for one FaceAttributes record."""
-    return {"gender": int(attrs.gender == "man"), "age": int(attrs.age), "beard": int(attrs.beard)}
+HEADS = ATTRIBUTE_HEADS
 
 
 def render_batch(seeds: list[int], size: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -64,6 +60,20 @@ def evaluate(ev: Evaluator, seeds: list[int], size: int) -> dict[str, float]:
     return {"miou": miou(conf), **acc}
 
 
+def load_vae(source: str) -> torch.nn.Module:
+    """The VAE of a collab model directory, or a bare demo-recipe VAE state file (`vae.pt` of a run)."""
+    if str(source).endswith(".pt"):
+        from collab.config import load_config
+        from collab.vae import AutoencoderKL
+
+        vae = AutoencoderKL(load_config("demo").vae)
+        vae.load_state_dict(torch.load(source, weights_only=True, map_location="cpu"))
+        return vae.eval().requires_grad_(False)
+    from collab.checkpoint import load_pretrained
+
+    return load_pretrained(source).vae
+
+
 def train(out: Path, steps: int, size: int, batch: int, lr: float, seed: int, vae_model: str | None,
           log_every: int = 100) -> dict[str, float]:
     torch.manual_seed(seed)
@@ -75,9 +85,7 @@ def train(out: Path, steps: int, size: int, batch: int, lr: float, seed: int, va
                                                         image_size=size // 2)))
     vae = None
     if vae_model:
-        from collab.checkpoint import load_pretrained
-
-        vae = load_pretrained(vae_model).vae
+        vae = load_vae(vae_model)
     params = list(ev.parser.parameters()) + list(ev.classifier.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
@@ -126,7 +134,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--vae", help="collab model directory whose VAE reconstructions are mixed in")
+    ap.add_argument("--vae", help="collab model directory (or a demo run's vae.pt) whose VAE reconstructions are mixed in")
     args = ap.parse_args()
     metrics = train(args.out, args.steps, args.size, args.batch_size, args.lr, args.seed, args.vae)
     print(json.dumps(metrics))

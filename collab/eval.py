@@ -1,0 +1,379 @@
+"""Reproduce the paper's kind of table on the embedded face world.
+
+    python -m collab.eval --model demo --evaluator checkpoints/evaluator --out results/eval [--n 100]
+
+Held-out (mask, caption) pairs come from a face-world seed the demo model never saw. Every method
+samples the same pairs from the same starting noise (one seed per batch), so rows differ only by
+the method. Per method: mask mIoU and pixel accuracy (evaluator's parser on the sample vs the input
+mask), attribute accuracy (evaluator's classifier vs the caption's attributes) with training
+phrasings and with held-out paraphrases, Frechet distance to real renders in the classifier's
+feature space, and diversity (mean pairwise feature distance among samples of one condition set).
+Influence statistics (per region and timestep) and a sampler study come with it. Writes
+results.json, results.md and PNG plots into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from collab.evaluator import Evaluator, attribute_targets, confusion, diversity, frechet_distance, miou, pixel_accuracy
+from collab.influence import RegionAccumulator, layout_first_score
+from collab.model import CollaborativeModel
+from collab.pipeline import generate
+
+HELDOUT_WORLD = 1  # the demo model trained on world seed 0
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    modalities: tuple[str, ...]
+    mode: str = "collaborative"
+
+
+def default_methods(model: CollaborativeModel) -> list[Method]:
+    """Each modality alone, then all of them composable / collaborative / the two ablations."""
+    names = tuple(model.names)
+    rows = [Method(f"{n} only", (n,)) for n in names]
+    if len(names) > 1:
+        rows += [Method("composable", names, "composable"), Method("collaborative", names),
+                 Method("w/o spatial", names, "no_spatial"), Method("w/o temporal", names, "no_temporal")]
+    return rows
+
+
+@dataclass(frozen=True)
+class SamplerSetting:
+    name: str
+    sampler: str
+    steps: int
+    eta: float = 0.0
+
+
+SAMPLER_STUDY = (SamplerSetting("DDIM 50, eta 1", "ddim", 50, 1.0), SamplerSetting("DDIM 50, eta 0", "ddim", 50, 0.0),
+                 SamplerSetting("DDIM 20, eta 0", "ddim", 20, 0.0), SamplerSetting("DPM-Solver++ 2M 20", "dpmpp_2m", 20),
+                 SamplerSetting("DPM-Solver++ 2M 10", "dpmpp_2m", 10))
+
+
+@dataclass
+class EvalConfig:
+    n: int = 100
+    steps: int = 50
+    eta: float = 1.0
+    sampler: str = "ddim"
+    batch_size: int = 10
+    rule: str | None = None
+    seed: int = 0
+    diversity_pairs: int = 8
+    diversity_samples: int = 4
+    sampler_study: bool = True
+    sampler_n: int = 40
+
+
+@dataclass
+class HeldOut:
+    """The evaluation set: real renders, their masks, and two captions per face."""
+
+    images: np.ndarray  # [N, H, W, 3]
+    labels: np.ndarray  # [N, H, W]
+    captions: list[str]  # training phrasings
+    paraphrases: list[str]  # held-out phrasings
+    targets: dict[str, np.ndarray]  # classifier head -> class index per face
+
+
+def held_out_pairs(n: int, size: int, world_seed: int = HELDOUT_WORLD) -> HeldOut:
+    from collab.data.captions import make_caption
+    from collab.data.faceworld import render
+    from collab.data.layout import face_seed
+
+    faces = [render(face_seed(world_seed, i), size) for i in range(n)]
+    para = [make_caption(f.attributes, np.random.default_rng([face_seed(world_seed, i), 2]), "heldout")
+            for i, f in enumerate(faces)]
+    targets = [attribute_targets(f.attributes) for f in faces]
+    return HeldOut(np.stack([f.image for f in faces]), np.stack([f.labels for f in faces]),
+                   [f.caption for f in faces], para, {k: np.array([t[k] for t in targets]) for k in targets[0]})
+
+
+def conditions_for(model: CollaborativeModel, modalities, data: HeldOut, idx: np.ndarray, paraphrase: bool) -> dict:
+    """Raw conditions of the pairs `idx` for the given modalities (by kind, not by name)."""
+    out = {}
+    for name in modalities:
+        kind = model.config.modality(name).kind
+        if kind == "text":
+            out[name] = [(data.paraphrases if paraphrase else data.captions)[i] for i in idx]
+        elif kind == "mask":
+            out[name] = [data.labels[i] for i in idx]
+        else:
+            raise ValueError(f"the evaluation has no held-out conditions of kind {kind!r} ({name})")
+    return out
+
+
+@dataclass
+class Samples:
+    images: np.ndarray
+    seconds_per_image: float
+
+
+def sample_set(model, method: Method, data: HeldOut, cfg: EvalConfig, *, paraphrase: bool = False,
+               sampler: SamplerSetting | None = None, n: int | None = None,
+               callback: RegionAccumulator | None = None, progress: Callable[[str], None] = print) -> Samples:
+    n = len(data.captions) if n is None else n
+    s = sampler or SamplerSetting(cfg.sampler, cfg.sampler, cfg.steps, cfg.eta)
+    out, t0 = [], time.perf_counter()
+    for b, start in enumerate(range(0, n, cfg.batch_size)):
+        idx = np.arange(start, min(start + cfg.batch_size, n))
+        if callback is not None:
+            callback.labels = data.labels[idx]
+        res = generate(model, conditions_for(model, method.modalities, data, idx, paraphrase), mode=method.mode,
+                       rule=cfg.rule, sampler=s.sampler, steps=s.steps, eta=s.eta, seed=cfg.seed + b,
+                       batch_size=len(idx), callback=callback)
+        out.append(res.images)
+    seconds = (time.perf_counter() - t0) / n
+    progress(f"  {method.name}{' (paraphrases)' if paraphrase else ''}{f' [{s.name}]' if sampler else ''}: "
+             f"{n} images, {seconds:.2f} s/image")
+    return Samples(np.concatenate(out), seconds)
+
+
+def mask_metrics(ev: Evaluator, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    conf = confusion(ev.parse(images), labels)
+    return {"miou": miou(conf), "pixel_acc": pixel_accuracy(conf)}
+
+
+def attribute_metrics(ev: Evaluator, images: np.ndarray, targets: dict[str, np.ndarray], prefix: str = "") -> dict:
+    preds = ev.attributes(images)
+    acc = {f"{prefix}acc_{k}": float((preds[k] == targets[k]).mean()) for k in targets}
+    return acc | {f"{prefix}acc_mean": float(np.mean(list(acc.values())))}
+
+
+def chunks(fn, images: np.ndarray, size: int = 64) -> np.ndarray:
+    return np.concatenate([fn(images[i:i + size]) for i in range(0, len(images), size)])
+
+
+@dataclass
+class EvalReport:
+    config: dict
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    influence: dict = field(default_factory=dict)
+    samplers: dict[str, dict[str, float]] = field(default_factory=dict)
+    real: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate(model: CollaborativeModel, ev: Evaluator, cfg: EvalConfig, methods: list[Method] | None = None,
+             progress: Callable[[str], None] = print) -> tuple[EvalReport, dict[str, np.ndarray]]:
+    """Run every method on the held-out pairs; returns the report and the samples (for figures)."""
+    methods = methods or default_methods(model)
+    size = model.config.image_size
+    data = held_out_pairs(max(cfg.n, cfg.diversity_pairs), size)
+    targets = {k: v[:cfg.n] for k, v in data.targets.items()}
+    labels = data.labels[:cfg.n]
+    real_feats = chunks(ev.features, data.images[:cfg.n])
+    report = EvalReport(config=asdict(cfg) | {"model": model.config.name, "methods": [asdict(m) for m in methods]})
+    report.real = mask_metrics(ev, data.images[:cfg.n], labels) | attribute_metrics(ev, data.images[:cfg.n], targets)
+    progress(f"real renders: parser mIoU {report.real['miou']:.3f}, attribute accuracy {report.real['acc_mean']:.3f}")
+    text_kinds = {n for n in model.names if model.config.modality(n).kind == "text"}
+    gallery: dict[str, np.ndarray] = {}
+    for m in methods:
+        acc = RegionAccumulator() if len(m.modalities) > 1 and m.mode != "composable" else None
+        s = sample_set(model, m, data, cfg, n=cfg.n, callback=acc, progress=progress)
+        row = mask_metrics(ev, s.images, labels) | attribute_metrics(ev, s.images, targets)
+        if text_kinds & set(m.modalities):
+            para = sample_set(model, m, data, cfg, paraphrase=True, n=cfg.n, progress=progress)
+            row |= attribute_metrics(ev, para.images, targets, prefix="para_")
+        feats = chunks(ev.features, s.images)
+        row["frechet"] = frechet_distance(feats, real_feats) if cfg.n > 2 else float("nan")
+        row["diversity"] = diversity_of(model, ev, m, data, cfg)
+        row["seconds_per_image"] = s.seconds_per_image
+        report.rows[m.name] = row
+        gallery[m.name] = s.images[:8]
+        if acc is not None and acc.sums:
+            report.influence[m.name] = influence_summary(acc)
+    if cfg.sampler_study and len(model.names) > 1:
+        collab_method = Method("collaborative", tuple(model.names))
+        n = min(cfg.sampler_n, cfg.n)
+        for st in SAMPLER_STUDY:
+            steps = min(st.steps, cfg.steps) if cfg.steps < 20 else st.steps  # small-N runs shrink everything
+            st = SamplerSetting(st.name, st.sampler, steps, st.eta)
+            s = sample_set(model, collab_method, data, cfg, sampler=st, n=n, progress=progress)
+            row = mask_metrics(ev, s.images, labels[:n]) | attribute_metrics(ev, s.images, {k: v[:n] for k, v in targets.items()})
+            row["frechet"] = frechet_distance(chunks(ev.features, s.images), real_feats) if n > 2 else float("nan")
+            row["seconds_per_image"] = s.seconds_per_image
+            row["steps"] = steps
+            report.samplers[st.name] = row
+    return report, gallery
+
+
+def diversity_of(model, ev: Evaluator, m: Method, data: HeldOut, cfg: EvalConfig) -> float:
+    """Mean over a few condition sets of the mean pairwise feature distance among their samples."""
+    values = []
+    for i in range(min(cfg.diversity_pairs, len(data.captions))):
+        idx = np.full(cfg.diversity_samples, i)
+        res = generate(model, conditions_for(model, m.modalities, data, idx, False), mode=m.mode, rule=cfg.rule,
+                       sampler=cfg.sampler, steps=cfg.steps, eta=cfg.eta, seed=10_000 + cfg.seed + i,
+                       batch_size=cfg.diversity_samples)
+        values.append(diversity(ev.features(res.images)))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def influence_summary(acc: RegionAccumulator) -> dict:
+    """Per modality: region x step means, the overall share per step and the layout-first score."""
+    out = {"timesteps": [int(t) for t in acc.timesteps], "regions": acc.names, "modalities": {}}
+    for name in acc.sums:
+        r = acc.result(name)
+        k = len(acc.regions)  # the regions partition the image; boundaries/interiors are extra columns
+        share = acc.sums[name][:, :k].sum(1) / np.maximum(acc.counts[:, :k].sum(1), 1)
+        out["modalities"][name] = {
+            "per_region": np.nan_to_num(r.mean, nan=-1).round(4).tolist(),
+            "share": share.round(4).tolist(),
+            "layout_first_score": layout_first_score(r.timesteps, share),
+            "boundary_minus_interior": float(np.nanmean(r.mean[:, -2] - r.mean[:, -1])) if acc.with_boundary else None,
+        }
+    return out
+
+
+# ---------------------------------------------------------------- outputs
+
+
+COLUMNS = (("miou", "mask mIoU"), ("pixel_acc", "pixel acc"), ("acc_mean", "attr acc"), ("acc_age", "age"),
+           ("acc_beard", "beard"), ("acc_gender", "gender"), ("para_acc_mean", "attr acc (paraphrases)"),
+           ("frechet", "Frechet"), ("diversity", "diversity"), ("seconds_per_image", "s/image"))
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def markdown(report: EvalReport) -> str:
+    lines = [f"Model `{report.config['model']}`, {report.config['n']} held-out pairs, {report.config['sampler']} "
+             f"{report.config['steps']} steps (eta {report.config['eta']}), rule "
+             f"{report.config['rule'] or 'model default'}.", "",
+             "| method | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    real = report.real
+    lines.append("| real renders | " + " | ".join(_fmt(real.get(k)) for k, _ in COLUMNS) + " |")
+    for name, row in report.rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k)) for k, _ in COLUMNS) + " |")
+    if report.influence:
+        lines += ["", "| method | modality | layout-first score (corr(t, share)) | share at first step | "
+                  "share at last step | boundary - interior |", "|---|---|---|---|---|---|"]
+        for mname, inf in report.influence.items():
+            for mod, d in inf["modalities"].items():
+                lines.append(f"| {mname} | {mod} | {d['layout_first_score']:.3f} | {d['share'][0]:.3f} | "
+                             f"{d['share'][-1]:.3f} | {_fmt(d['boundary_minus_interior'])} |")
+    if report.samplers:
+        cols = (("steps", "steps"), ("miou", "mask mIoU"), ("acc_mean", "attr acc"), ("frechet", "Frechet"),
+                ("seconds_per_image", "s/image"))
+        lines += ["", "| sampler (collaborative) | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for name, row in report.samplers.items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k)) for k, _ in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_influence(report: EvalReport, path: Path, method: str = "collaborative") -> Path | None:
+    """Mean weight of each modality per region over sampling (t runs 999 -> 0, left to right)."""
+    inf = report.influence.get(method)
+    if not inf:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mods = list(inf["modalities"])
+    fig, axes = plt.subplots(1, len(mods), figsize=(5.5 * len(mods), 4), squeeze=False)
+    t = np.array(inf["timesteps"])
+    for ax, mod in zip(axes[0], mods):
+        per = np.array(inf["modalities"][mod]["per_region"])
+        for j, region in enumerate(inf["regions"]):
+            if (per[:, j] >= 0).all():
+                style = "--" if region in ("boundaries", "interiors") else "-"
+                ax.plot(t, per[:, j], style, label=region, lw=2 if style == "--" else 1.2)
+        ax.set_xlim(t.max(), t.min())
+        ax.set_xlabel("timestep t (sampling runs left to right)")
+        ax.set_ylabel(f"mean weight of {mod}")
+        ax.set_title(f"{mod}: layout-first score {inf['modalities'][mod]['layout_first_score']:.2f}")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{method}: influence per face region (rule {report.config['rule'] or 'model default'})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_samples(gallery: dict[str, np.ndarray], path: Path, per_row: int = 6) -> Path:
+    """Rows = methods, columns = the first pairs: a qualitative side-by-side."""
+    from collab.visualize import grid, label
+
+    cells = []
+    for name, imgs in gallery.items():
+        for j in range(per_row):
+            cells.append(label(imgs[j] if j < len(imgs) else np.zeros_like(imgs[0]), name if j == 0 else ""))
+    from PIL import Image
+
+    Image.fromarray(grid(cells, ncols=per_row)).save(path)
+    return path
+
+
+def write_outputs(report: EvalReport, gallery: dict[str, np.ndarray], out: Path, inputs: HeldOut | None = None) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "results.json", out / "results.md"]
+    files[0].write_text(json.dumps(asdict(report), indent=1))
+    files[1].write_text(markdown(report))
+    if inputs is not None:
+        from collab.masks import colorize
+
+        n = min(len(inputs.images), len(next(iter(gallery.values()))))
+        gallery = {"input mask": np.stack([colorize(inputs.labels[i]) for i in range(n)]),
+                   "real render": inputs.images[:n]} | gallery
+    files.append(plot_samples(gallery, out / "samples.png"))
+    p = plot_influence(report, out / "influence.png")
+    if p:
+        files.append(p)
+    return files
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="demo", help="model name or directory")
+    ap.add_argument("--evaluator", default="checkpoints/evaluator")
+    ap.add_argument("--out", type=Path, default=Path("results/eval"))
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--eta", type=float, default=1.0)
+    ap.add_argument("--sampler", default="ddim", choices=("ddim", "dpmpp_2m"))
+    ap.add_argument("--rule", choices=("paper", "official"), default=None)
+    ap.add_argument("--batch-size", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--diversity-pairs", type=int, default=8)
+    ap.add_argument("--no-sampler-study", action="store_true")
+    ap.add_argument("--sampler-n", type=int, default=40)
+    args = ap.parse_args(argv)
+    if not (Path(args.evaluator) / "evaluator.yaml").exists():
+        ap.error(f"no evaluator in {args.evaluator} (train one: python -m collab.train.evaluator --out {args.evaluator})")
+
+    from collab.registry import load_model
+
+    import torch
+
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    model = load_model(args.model)
+    ev = Evaluator.load(args.evaluator)
+    cfg = EvalConfig(n=args.n, steps=args.steps, eta=args.eta, sampler=args.sampler, batch_size=args.batch_size,
+                     rule=args.rule, seed=args.seed, diversity_pairs=args.diversity_pairs,
+                     sampler_study=not args.no_sampler_study, sampler_n=args.sampler_n)
+    t0 = time.time()
+    report, gallery = evaluate(model, ev, cfg)
+    report.config["wall_seconds"] = round(time.time() - t0, 1)
+    files = write_outputs(report, gallery, args.out, held_out_pairs(8, model.config.image_size))
+    print(markdown(report))
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
+if __name__ == "__main__":
+    main()
