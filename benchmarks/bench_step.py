@@ -2,6 +2,8 @@
 
     python benchmarks/bench_step.py                       # every case, each in a fresh process
     python benchmarks/bench_step.py --case official_256 --dtype bfloat16 --repeats 3
+    python benchmarks/bench_step.py --table               # Markdown table: demo / official 256 / 512,
+                                                          # dtypes, batch sizes, FLOPs, GFLOP/s vs matmul peak
 
 One step = both collaborators + both dynamic diffusers + softmax/mix + DDIM update, batch 1, random
 weights (the timing does not depend on the values). Prints the first (cold) step, the best of the
@@ -77,20 +79,49 @@ def golden_deviation(dtype: torch.dtype) -> float:
 
 
 def one_step(denoiser: CollaborativeDenoiser, x: torch.Tensor, t: int) -> torch.Tensor:
-    eps = denoiser(x, torch.tensor([t]))
+    eps = denoiser(x, torch.full((x.shape[0],), t))
     x_prev, _ = ddim_step(x, eps, 0.2, 0.25, 0.1, torch.randn_like(x))
     return eps
 
 
-def run_case(case: str, dtype_name: str, repeats: int, threads: int | None) -> dict:
+def step_flops(denoiser: CollaborativeDenoiser, x: torch.Tensor) -> float:
+    """Floating-point operations of one step (convolutions, matmuls, attention), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        one_step(denoiser, x, 500)
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(threads: int | None = None, n: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of a float32 n x n matmul: the machine's practical compute ceiling."""
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run_case(case: str, dtype_name: str, repeats: int, threads: int | None, batch: int = 1,
+             deviation: bool = True) -> dict:
     if threads:
         torch.set_num_threads(threads)
     dtype = getattr(torch, dtype_name)
     t0 = time.perf_counter()
     model = build(case, dtype)
+    if sum(p.numel() for p in model.collaborators.parameters()) < 50e6:
+        model.enable_tracing(True)  # what loading does for small UNets on CPU
     build_s = time.perf_counter() - t0
-    ctx = contexts(model, dtype)
-    x = torch.randn(model.latent_shape(1), generator=torch.Generator().manual_seed(2))
+    ctx = {k: v.expand(batch, -1, -1) for k, v in contexts(model, dtype).items()}
+    x = torch.randn(model.latent_shape(batch), generator=torch.Generator().manual_seed(2))
     rule = model.config.default_rule
     with torch.inference_mode():
         den = CollaborativeDenoiser(model, ctx, "collaborative", rule)
@@ -100,12 +131,17 @@ def run_case(case: str, dtype_name: str, repeats: int, threads: int | None) -> d
             eps = one_step(den, x, 981 - 20 * i)
             times.append(time.perf_counter() - t0)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # before anything else allocates
-    deviation = golden_deviation(dtype) if dtype != torch.float32 else None
+    with torch.inference_mode():
+        model.enable_tracing(False)  # the counter sees aten ops only outside TorchScript
+        flops = step_flops(den, x)
+    dev = golden_deviation(dtype) if dtype != torch.float32 and deviation else None
     params = sum(p.numel() for p in model.collaborators.parameters()) + sum(p.numel() for p in model.diffusers.parameters())
-    return {"case": case, "dtype": dtype_name, "threads": torch.get_num_threads(), "params_M": round(params / 1e6, 1),
-            "build_s": round(build_s, 2), "first_step_s": round(times[0], 3), "best_step_s": round(min(times[1:]), 3),
-            "steps_s": [round(t, 3) for t in times], "peak_rss_GB": round(peak_gb, 2),
-            "rel_deviation_vs_fp32": deviation}
+    best = min(times[1:])
+    return {"case": case, "dtype": dtype_name, "batch": batch, "threads": torch.get_num_threads(),
+            "params_M": round(params / 1e6, 1), "build_s": round(build_s, 2), "first_step_s": round(times[0], 3),
+            "best_step_s": round(best, 3), "steps_s": [round(t, 3) for t in times], "peak_rss_GB": round(peak_gb, 2),
+            "gflop_per_step": round(flops / 1e9, 2), "gflops_achieved": round(flops / best / 1e9, 1),
+            "images_per_s_50_steps": round(batch / (50 * best), 3), "rel_deviation_vs_fp32": dev}
 
 
 def main() -> None:
@@ -114,10 +150,14 @@ def main() -> None:
     ap.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16; default: float32 and bfloat16")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--table", action="store_true", help="the full speed table (Markdown), each case in a fresh process")
     ap.add_argument("--json", action="store_true", help="print one JSON line (used by the all-cases driver)")
     args = ap.parse_args()
+    if args.table:
+        return table(args.repeats, args.threads)
     if args.case and args.dtype:
-        res = run_case(args.case, args.dtype, args.repeats, args.threads)
+        res = run_case(args.case, args.dtype, args.repeats, args.threads, args.batch)
         print(json.dumps(res) if args.json else _row(res))
         return
     cases = [args.case] if args.case else [c for c in ("official_256", "demo") if _exists(c)]
@@ -133,6 +173,33 @@ def main() -> None:
                 print(f"{case} {dt}: failed\n{out.stderr[-2000:]}")
                 continue
             print(_row(json.loads(out.stdout.strip().splitlines()[-1])))
+
+
+TABLE_CASES = (("demo", "float32", 1), ("demo", "float32", 4), ("demo", "bfloat16", 1),
+               ("official_256", "float32", 1), ("official_256", "float32", 2), ("official_256", "bfloat16", 1),
+               ("official_512", "float32", 1), ("official_512", "bfloat16", 1))
+
+
+def table(repeats: int, threads: int | None) -> None:
+    """Every case of TABLE_CASES in a fresh process (clean peak RSS), as a Markdown table."""
+    peak = matmul_peak(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device {device}, {torch.get_num_threads()} threads, float32 matmul peak {peak:.1f} GFLOP/s\n")
+    print("| model | dtype | batch | ms/step | peak RSS | GFLOP/step | GFLOP/s (% of matmul peak) | images/s (50 steps) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for case, dt, batch in TABLE_CASES:
+        cmd = [sys.executable, __file__, "--case", case, "--dtype", dt, "--batch", str(batch),
+               "--repeats", str(repeats), "--json"]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            print(f"| {case} | {dt} | {batch} | failed: {out.stderr.strip().splitlines()[-1][:80]} |")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {case} | {dt} | {batch} | {1000 * r['best_step_s']:.0f} | {r['peak_rss_GB']:.2f} GB | "
+              f"{r['gflop_per_step']:.1f} | {r['gflops_achieved']:.0f} ({100 * r['gflops_achieved'] / peak:.0f}%) | "
+              f"{r['images_per_s_50_steps']:.3f} |", flush=True)
 
 
 def _exists(case: str) -> bool:

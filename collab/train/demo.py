@@ -43,7 +43,10 @@ class DemoRecipe:
     # collaborators 0.33 s/step and diffusers 0.5 s/step at batch 32 on 16x16x3 latents).
     vae: LoopConfig = LoopConfig(steps=1200, lr=4e-4, batch_size=8, warmup=50)
     vae_crop: int = 64  # the VAE is convolutional: train on crops, 4x cheaper than whole faces
-    ldm: LoopConfig = LoopConfig(steps=3000, lr=5e-4, batch_size=32, ema_decay=0.999, warmup=100)
+    # then the decoder alone, on cached latents: sharper faces without moving the latent space
+    # the collaborators learn (so it can run beside or after them)
+    decoder: LoopConfig = LoopConfig(steps=3000, lr=3e-4, batch_size=8, warmup=50)
+    ldm: LoopConfig = LoopConfig(steps=3000, lr=5e-4, batch_size=32, ema_decay=0.999, warmup=100, sample_every=1000)
     diffusers: LoopConfig = LoopConfig(steps=1500, lr=5e-4, batch_size=32, warmup=50)
     p2_gamma: float = 0.0
 
@@ -51,8 +54,9 @@ class DemoRecipe:
         """Every stage's step count times `factor` (for smoke runs and tests)."""
         def s(c: LoopConfig) -> LoopConfig:
             return replace(c, steps=max(2, int(c.steps * factor)), warmup=max(1, int(c.warmup * factor)),
-                           save_every=max(1, int(c.save_every * factor)), log_every=max(1, int(c.log_every * factor)))
-        return replace(self, vae=s(self.vae), ldm=s(self.ldm), diffusers=s(self.diffusers))
+                           save_every=max(1, int(c.save_every * factor)), log_every=max(1, int(c.log_every * factor)),
+                           sample_every=int(c.sample_every * factor) and max(1, int(c.sample_every * factor)))
+        return replace(self, vae=s(self.vae), decoder=s(self.decoder), ldm=s(self.ldm), diffusers=s(self.diffusers))
 
 
 # ---------------------------------------------------------------- data
@@ -115,7 +119,61 @@ def model_config(base: ModelConfig, vocab_size: int, scale_factor: float) -> Mod
     return replace(base, modalities=mods, scale_factor=scale_factor, vocab="vocab.txt")
 
 
-def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo", log=print) -> Path:
+def ldm_sampler(vae: AutoencoderKL, unet: UNetModel, enc: torch.nn.Module, cond: torch.Tensor, scale: float,
+                schedule: DiffusionSchedule, stage: str, steps: int = 20):
+    """A `sample_fn` for the loop: a grid of DDIM samples of fixed conditions, written as
+    <run>/samples/<stage>_<step>.png, so a run can be looked at while it trains."""
+    from PIL import Image
+
+    from collab.pipeline import to_uint8
+    from collab.samplers import gaussian_noise, sample_ddim
+    from collab.schedule import SamplingSchedule
+    from collab.visualize import grid
+
+    def sample(step: int, run: Path) -> None:
+        was = unet.training, enc.training
+        unet.eval(), enc.eval()
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(0)
+            ctx = enc(cond)
+            size = unet.config.image_size
+            x = torch.randn((len(cond), vae.config.embed_dim, size, size), generator=g)
+            z = sample_ddim(lambda x, t: unet(x, t, ctx), x, SamplingSchedule.uniform(schedule, steps), 0.0,
+                            gaussian_noise(g))
+            images = to_uint8(vae.decode(z / scale))
+        unet.train(was[0]), enc.train(was[1])
+        (run / "samples").mkdir(exist_ok=True)
+        Image.fromarray(grid(list(images), ncols=len(images))).save(run / "samples" / f"{stage}_{step:06d}.png")
+
+    return sample
+
+
+def finetune_decoder(run: Path, vae: AutoencoderKL, world: WorldTensors, lat: dict, recipe: DemoRecipe) -> None:
+    """L1 on latent crops -> image crops, encoder frozen (stage "decoder", resumable)."""
+    path = run / "decoder.pt"
+    if path.exists():
+        vae.decoder.load_state_dict(torch.load(path, weights_only=True))
+        return
+    f = world.images.shape[-1] // lat["mean"].shape[-1]
+    crop = recipe.vae_crop // f
+    vae.decoder.train().requires_grad_(True)
+
+    def step(g, _):
+        idx = torch.randint(0, len(world.names), (recipe.decoder.batch_size,), generator=g)
+        z = lat["mean"][idx] + lat["std"][idx] * torch.randn(lat["mean"][idx].shape, generator=g)
+        top, left = torch.randint(0, z.shape[-1] - crop + 1, (2,), generator=g).tolist()
+        z = z[..., top:top + crop, left:left + crop]
+        x = world.batch_images(idx)[..., top * f:(top + crop) * f, left * f:(left + crop) * f]
+        return (vae.decoder(vae.post_quant_conv(z)) - x).abs().mean()
+
+    weights = train(run, "decoder", {"decoder": vae.decoder}, step, recipe.decoder)
+    apply_weights({"decoder": vae.decoder}, weights)
+    torch.save(vae.decoder.state_dict(), path)
+    vae.decoder.eval().requires_grad_(False)
+
+
+def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo", log=print,
+             until: str | None = None) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     world, tok, vocab_path = load_world(run, recipe, log)
     n = len(world.names)
@@ -152,6 +210,10 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
     lat = torch.load(lat_file, weights_only=True)
     scale = lat["scale"]
     log(f"scale factor {scale:.4f}")
+    finetune_decoder(run, vae, world, lat, recipe)
+    vae.eval().requires_grad_(False)
+    if until == "decoder":
+        return run
     cfg = model_config(base, tok.vocab_size, scale)
 
     def latents(idx, g):
@@ -173,7 +235,9 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
             def ldm_step(g, step, unet=unet, enc=enc, name=m.name):
                 idx = torch.randint(0, n, (recipe.ldm.batch_size,), generator=g)
                 return ldm_loss(unet, enc, conditions(name, idx), latents(idx, g), schedule, g, recipe.p2_gamma)
-            weights = train(run, f"ldm_{m.name}", {"unet": unet, "encoder": enc}, ldm_step, recipe.ldm)
+            held = torch.arange(n - 4, n)  # fixed conditions for the periodic grids
+            sampler = ldm_sampler(vae, unet, enc, conditions(m.name, held), scale, schedule, f"ldm_{m.name}")
+            weights = train(run, f"ldm_{m.name}", {"unet": unet, "encoder": enc}, ldm_step, recipe.ldm, sampler)
             apply_weights({"unet": unet, "encoder": enc}, weights)
             torch.save({"unet": unet.state_dict(), "encoder": enc.state_dict()}, path)
         collaborators[m.name] = unet.eval().requires_grad_(False)
@@ -222,6 +286,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every stage's step count (smoke runs)")
     ap.add_argument("--num-images", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--until", choices=("decoder",), help="stop after this stage (to run it beside a running job)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -229,7 +294,8 @@ def main() -> None:
     if args.num_images:
         recipe = replace(recipe, num_images=args.num_images, test_size=max(1, args.num_images // 16))
     t0 = time.time()
-    run_demo(args.run, args.out, recipe, log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True))
+    run_demo(args.run, args.out, recipe, log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True),
+             until=args.until)
     print(f"total wall time {time.time() - t0:.0f}s")
 
 

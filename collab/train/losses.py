@@ -25,7 +25,7 @@ def vae_loss(vae: AutoencoderKL, x: torch.Tensor, g: torch.Generator, kl_weight:
     loss = (l1 + kl_weight * kl).mean() / x[0].numel()
     if perceptual is not None:
         loss = loss + perceptual(rec, x).mean()
-    return loss, {"l1": float(l1.mean() / x[0].numel()), "kl": float(kl.mean())}
+    return loss, {"l1": float(l1.detach().mean() / x[0].numel()), "kl": float(kl.detach().mean())}
 
 
 def sample_xt(schedule: DiffusionSchedule, z0: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
