@@ -62,3 +62,31 @@ def test_small_evaluation_runs_and_reports_every_method(tmp_path):
 def test_cli_needs_an_evaluator(tmp_path):
     with pytest.raises(SystemExit):
         main(["--model", str(tmp_path / "nope"), "--evaluator", str(tmp_path / "none"), "--n", "1"])
+
+
+def test_edit_cases_change_one_thing():
+    from collab.eval import edit_cases
+
+    cases = edit_cases(4, 64)
+    assert [c.kind for c in cases].count("text") == 2 and [c.kind for c in cases].count("mask") == 2
+    for c in cases:
+        if c.kind == "text":
+            assert "long" in c.target.lower() and (c.target_labels == c.labels).all()
+        else:
+            changed = c.target_labels != c.labels
+            assert changed.any() and c.editable[changed].all() and not c.editable.all()
+            assert np.isin(np.unique(np.concatenate([c.labels[changed], c.target_labels[changed]])),
+                           [0, 1, 8, 9, 13, 14, 15, 16, 17, 18]).all()  # hair and what it covers or uncovers
+
+
+def test_edit_evaluation_small(monkeypatch):
+    from collab.editing import EditSettings
+    from collab.eval import evaluate_edits
+
+    model = tiny_model()
+    res = evaluate_edits(model, tiny_evaluator(), n=2, steps=2, progress=lambda s: None,
+                         settings=EditSettings(embed_steps=2, finetune_steps=2, trainable="attention"))
+    assert set(res["summary"]) == {"text", "mask"}
+    for s in res["summary"].values():
+        assert s["n"] == 1 and 0 <= s["mad_outside"] <= 255 and s["seconds_per_edit"] > 0
+    assert "long_beard_rate" in res["summary"]["text"]
