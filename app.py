@@ -1,6 +1,39 @@
-"""Gradio app (placeholder until the app issue): prints what the package can do."""
-from collab.registry import MODELS
+"""collab — the Collaborative Diffusion app.
+
+    python app.py [--model demo|official_256|official_512|DIR] [--device auto|cpu|cuda] [--port 7860]
+
+Serves the embedded demo model by default; official checkpoints found in checkpoints/ appear in the
+model selector. Models load on first use (in the background right after startup), so the page is
+up in seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=os.environ.get("COLLAB_MODEL", "demo"))
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--evaluator", default=None, help="evaluator directory (default: checkpoints/evaluator)")
+    ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    ap.add_argument("--queue-size", type=int, default=32, help="requests waiting beyond this are refused")
+    ap.add_argument("--no-warmup", action="store_true", help="do not load the model before the first request")
+    args = ap.parse_args(argv)
+
+    from collab_app.state import AppState, pick_device
+    from collab_app.ui import build_app
+
+    state = AppState(default_model=args.model, device=pick_device(args.device), evaluator_dir=args.evaluator)
+    demo = build_app(state)
+    demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
+    if not args.no_warmup:  # load weights while the page is already being served
+        threading.Thread(target=lambda: (state.model(), state.get_evaluator()), daemon=True).start()
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size="20mb", footer_links=["gradio"])
+
 
 if __name__ == "__main__":
-    for entry in MODELS.values():
-        print(f"{entry.name}: {entry.description} ({'available' if entry.available() else 'missing'})")
+    main()

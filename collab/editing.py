@@ -149,16 +149,23 @@ class EditSession:
 # ---------------------------------------------------------------- input image
 
 
-def prepare_image(source: Any, size: int) -> tuple[np.ndarray, str | None]:
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def prepare_image(source: Any, size: int, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, str | None]:
     """Any image (path, PIL, array) -> RGB uint8 [size, size, 3], centre-cropped and resized.
 
-    Returns the image and a note for the user when it had to be cropped or resized.
+    Returns the image and a note for the user when it had to be cropped or resized. Images above
+    `max_pixels` are refused before they are decoded.
     """
     try:
         img = source if isinstance(source, Image.Image) else (
             Image.fromarray(np.asarray(source)) if isinstance(source, np.ndarray) else Image.open(source))
+        if img.size[0] * img.size[1] > max_pixels:
+            raise ValueError(f"the image is {img.size[0]}x{img.size[1]} pixels, more than the {max_pixels:,} "
+                             "accepted; downscale it first")
         img.load()
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):
         raise
     except Exception as e:
         raise ValueError(f"cannot read the input image ({e})") from e

@@ -348,3 +348,39 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.nda
         labels = np.asarray(Image.fromarray(labels).resize((w, h), Image.NEAREST))
     blend = (1.0 - alpha) * image[..., :3].astype(np.float32) + alpha * _PALETTE[labels].astype(np.float32)
     return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+
+
+# --- editing label maps (used by mask painters)
+
+def painted_labels(rgba: np.ndarray) -> np.ndarray:
+    """A hand-painted mask (anti-aliased, maybe lossy, RGBA or RGB) -> [H, W] labels: every pixel
+    takes the nearest palette class, transparent pixels are background."""
+    return rgb_to_labels(snap_to_palette(rgba))
+
+
+def flood_fill(labels: np.ndarray, y: int, x: int, value: int) -> np.ndarray:
+    """The 4-connected region of the label at (y, x) set to `value` (a copy; the paint-bucket tool)."""
+    labels = check_label_values(labels)
+    check_label_values(np.array([[value]]))
+    h, w = labels.shape
+    if not (0 <= y < h and 0 <= x < w):
+        raise MaskError(f"fill point ({x}, {y}) is outside the {w}x{h} mask")
+    old = labels[y, x]
+    out = labels.copy()
+    if old == value:
+        return out
+    same = labels == old
+    region = np.zeros_like(same)
+    region[y, x] = True
+    while True:  # grow by one pixel per round inside the same-label area (vectorised BFS)
+        grown = region.copy()
+        grown[1:] |= region[:-1]
+        grown[:-1] |= region[1:]
+        grown[:, 1:] |= region[:, :-1]
+        grown[:, :-1] |= region[:, 1:]
+        grown &= same
+        if np.array_equal(grown, region):
+            break
+        region = grown
+    out[region] = value
+    return out

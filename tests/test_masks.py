@@ -253,3 +253,30 @@ def test_overlay_blends_the_resized_mask(labels):
         overlay(image, labels, alpha=1.5)
     with pytest.raises(ValueError, match="uint8"):
         overlay(image.astype(np.float32), labels)
+
+
+def test_painted_labels_snap_antialiased_strokes_and_transparency():
+    from collab.masks import painted_labels
+
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[:2, :, :3] = (200, 5, 3)  # near skin (204, 0, 0)
+    rgba[3, 3, 3] = 0  # transparent -> background
+    rgba[3, 3, :3] = (0, 0, 204)
+    labels = painted_labels(rgba)
+    assert (labels[:2] == 1).all() and (labels[2:] == 0).all()
+
+
+def test_flood_fill_stays_inside_the_connected_region():
+    from collab.masks import MaskError, flood_fill
+
+    labels = np.zeros((5, 5), np.uint8)
+    labels[:, 2] = 13  # a hair wall splits background in two
+    out = flood_fill(labels, 0, 0, 1)
+    assert (out[:, :2] == 1).all() and (out[:, 2] == 13).all() and (out[:, 3:] == 0).all()
+    assert (labels[:, :2] == 0).all()  # input untouched
+    assert np.array_equal(flood_fill(labels, 0, 0, 0), labels)
+    with pytest.raises(MaskError):
+        flood_fill(labels, 9, 0, 1)
+    with pytest.raises(MaskError):
+        flood_fill(labels, 0, 0, 19)

@@ -1,0 +1,1 @@
+"""The Gradio app over the `collab` package (UI wiring only; `python app.py` runs it)."""

@@ -1,0 +1,66 @@
+"""The launched app under load, through gradio_client: 20 concurrent requests, each answered with
+its own seed's image; with a small queue, the overflow is told so, nothing is silently dropped."""
+import concurrent.futures as cf
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from collab.pipeline import generate
+from collab_app.ui import build_app
+
+TEXT = "She is in her twenties."
+
+
+def _launch(state, max_size):
+    demo = build_app(state)
+    demo.queue(max_size=max_size, default_concurrency_limit=1)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    return demo
+
+
+def _first_image(output) -> np.ndarray:
+    gallery = output[0]
+    item = gallery[0]
+    path = item["image"] if isinstance(item, dict) else item[0]
+    path = path["path"] if isinstance(path, dict) else path
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_twenty_concurrent_requests_are_all_served_unmixed(state):
+    from gradio_client import Client
+
+    demo = _launch(state, max_size=32)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        jobs = {seed: client.submit(state.default_model, TEXT, None, seed, 2, 1.0, "ddim", 1, "",
+                                    api_name="/generate") for seed in range(20)}
+        results = {seed: job.result(timeout=600) for seed, job in jobs.items()}
+    finally:
+        demo.close()
+    model = state.model()
+    for seed, out in results.items():
+        expected = generate(model, {"text": TEXT}, steps=2, eta=1.0, seed=seed).images[0]
+        assert np.array_equal(_first_image(out), expected), f"request with seed {seed} got another image"
+        assert f"seed={seed}" in out[2]
+
+
+def test_a_full_queue_refuses_clearly(state):
+    from gradio_client import Client
+
+    demo = _launch(state, max_size=2)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        jobs = [client.submit(state.default_model, TEXT, None, seed, 40, 1.0, "ddim", 1, "", api_name="/generate")
+                for seed in range(20)]
+        served, refused = 0, 0
+        for job in jobs:
+            try:
+                job.result(timeout=600)
+                served += 1
+            except Exception as e:  # the client raises with the server's reason
+                assert "queue is full" in str(e).lower() or "full" in str(e).lower(), str(e)
+                refused += 1
+    finally:
+        demo.close()
+    assert served + refused == 20 and served >= 1 and refused >= 1
