@@ -227,33 +227,33 @@ def edit(model: CollaborativeModel, image: Any, targets: Mapping[str, Any], *,
         c_tgt = model.encode_condition(name, [raw]).float()
         # 1. optimise the embedding, collaborator frozen
         c = c_tgt.clone().requires_grad_(True)
-        opt = torch.optim.Adam([c], lr=settings.embed_lr)
-        for i in range(settings.embed_steps):
-            _poll(cancel)
-            with torch.enable_grad():
-                loss = _denoising_loss(net, z0, c, g, abar)
-                opt.zero_grad()
-                loss.backward()
-            opt.step()
-            _report(progress, f"{name}: embedding", i, settings.embed_steps, loss)
+        _optimise([c], settings.embed_lr, settings.embed_steps, lambda: _denoising_loss(net, z0, c, g, abar),
+                  f"{name}: embedding", progress, cancel)
         c_opt = c.detach()
         # 2. fine-tune the collaborator with c_opt fixed, on copies of the trained tensors only
         base = dict(net.named_parameters())
         names = _trainable_names(net, settings.trainable)
         tuned = model.with_tensors(name, {n: base[n].detach().float().clone() for n in names})
         params = {n: p.requires_grad_(True) for n, p in tuned.named_parameters() if n in set(names)}
-        opt = torch.optim.Adam(list(params.values()), lr=settings.finetune_lr)
-        for i in range(settings.finetune_steps):
-            _poll(cancel)
-            with torch.enable_grad():
-                loss = _denoising_loss(tuned, z0, c_opt, g, abar)
-                opt.zero_grad()
-                loss.backward()
-            opt.step()
-            _report(progress, f"{name}: fine-tuning", i, settings.finetune_steps, loss)
+        _optimise(list(params.values()), settings.finetune_lr, settings.finetune_steps,
+                  lambda: _denoising_loss(tuned, z0, c_opt, g, abar), f"{name}: fine-tuning", progress, cancel)
         edits[name] = ModalityEdit(name, c_tgt.detach(), c_opt, {k: v.detach() for k, v in params.items()})
     kept = {n: model.encode_condition(n, [raw]) for n, raw in (keep or {}).items()}
     return EditSession(model.config.name, pixels, z0.detach(), edits, settings, kept)
+
+
+def _optimise(params: list[torch.Tensor], lr: float, steps: int, loss_fn: Callable[[], torch.Tensor], stage: str,
+              progress, cancel) -> None:
+    """Adam on `params` for `steps` iterations, polling `cancel` and reporting every iteration."""
+    opt = torch.optim.Adam(params, lr=lr)
+    for i in range(steps):
+        _poll(cancel)
+        with torch.enable_grad():
+            loss = loss_fn()
+            opt.zero_grad()
+            loss.backward()
+        opt.step()
+        _report(progress, stage, i, steps, loss)
 
 
 def _poll(cancel: Callable[[], bool] | None) -> None:

@@ -304,16 +304,24 @@ def _frame(rec: StepRecorder, k: int, xt: np.ndarray, x0: np.ndarray, size: int)
     return np.concatenate(cells, axis=1)
 
 
-def influence_run(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: int,
-                  rule: str, mode: str = "collaborative") -> tuple[InfluenceRun, np.ndarray, Any]:
-    """One generation with every step recorded: frames (maps | x_t | x0), a GIF, a region plot."""
+def _all_modalities(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: int,
+                    what: str) -> tuple[CollaborativeModel, dict, np.ndarray, int, int]:
+    """Validated inputs for views that need every modality: (model, conditions, mask, seed, steps)."""
     text, mask = read_text(text), read_mask(mask_value)
     steps, _, _ = check_numbers(steps)
     seed = read_seed(seed)
     model = state.model(model_name)
     conds = conditions_from(model, text, mask)
-    if len(conds) < 2:
-        raise UserError("influence maps need every modality: give both a text and a mask")
+    if len(conds) < len(model.names):
+        raise UserError(f"{what} needs every modality: give both a text and a mask")
+    return model, conds, mask, seed, steps
+
+
+def influence_run(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: int,
+                  rule: str, mode: str = "collaborative") -> tuple[InfluenceRun, np.ndarray, Any]:
+    """One generation with every step recorded: frames (maps | x_t | x0), a GIF, a region plot."""
+    model, conds, mask, seed, steps = _all_modalities(state, model_name, text, mask_value, seed, steps,
+                                                      "the influence view")
     rec = StepRecorder(keep_latents=True)
     res = generate(model, conds, steps=steps, eta=1.0, seed=seed, rule=rule or None, mode=mode, callback=rec)
     size = model.config.image_size
@@ -383,13 +391,8 @@ def compare_run(state: AppState, model_name: str, text: str, mask_value: Any, se
     evaluator's mask mIoU and attribute reading when an evaluator is installed."""
     from collab.evaluator import confusion, miou
 
-    text, mask = read_text(text), read_mask(mask_value)
-    steps, _, _ = check_numbers(steps)
-    seed = read_seed(seed)
-    model = state.model(model_name)
-    conds = conditions_from(model, text, mask)
-    if len(conds) < 2:
-        raise UserError("the comparison needs both a text and a mask")
+    model, conds, mask, seed, steps = _all_modalities(state, model_name, text, mask_value, seed, steps,
+                                                      "the comparison")
     runs = [(f"{n} only", {n: c}, "collaborative") for n, c in conds.items()]
     runs += [("composable (equal weights)", conds, "composable"), ("collaborative", conds, "collaborative")]
     ev = state.get_evaluator()

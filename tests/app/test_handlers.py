@@ -111,7 +111,7 @@ def test_influence_run_frames_gif_and_plot(state):
     assert where.startswith("step 5/5") and np.array_equal(frame, run.frames[-1])
     assert Image.open(run.gif).n_frames >= 5
     assert len(fig.axes) == 2
-    with pytest.raises(h.UserError, match="both a text and a mask"):
+    with pytest.raises(h.UserError, match="needs every modality"):
         h.influence_run(state, state.default_model, TEXT, None, 0, 5, "")
 
 
