@@ -328,11 +328,15 @@ def _finish(model: CollaborativeModel, vocab: str | Path | None, device: str | t
     return model
 
 
-def save_pretrained(model: CollaborativeModel, directory: str | Path) -> Path:
-    """Write config.yaml + model.safetensors (float32 unless the model is not)."""
+def save_pretrained(model: CollaborativeModel, directory: str | Path,
+                    storage_dtype: torch.dtype | None = None) -> Path:
+    """Write config.yaml + model.safetensors (the model's dtype, or floating tensors stored as
+    `storage_dtype`, e.g. float16 to halve a file; loading casts them back to float32)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if storage_dtype is not None:
+        tensors = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     tmp = directory / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, tmp, metadata={"format": "collab/v1", "config": model.config.name})
     tmp.replace(directory / WEIGHTS_NAME)

@@ -150,3 +150,14 @@ def test_save_and_load_pretrained_round_trip(tmp_path, model):
     (tmp_path / "m" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="safetensors"):
         load_pretrained(tmp_path / "m", vocab=VOCAB)
+
+
+def test_half_precision_storage_halves_the_file_and_loads_as_float32(tmp_path, model):
+    save_pretrained(model, tmp_path / "full")
+    save_pretrained(model, tmp_path / "half", storage_dtype=torch.float16)
+    full, half = (tmp_path / d / "model.safetensors" for d in ("full", "half"))
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    again = load_pretrained(tmp_path / "half", vocab=VOCAB)
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert b.dtype == a.dtype == torch.float32, k
+        assert torch.equal(b, a.half().float()), k

@@ -266,7 +266,7 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
         model.collaborators[k].load_state_dict(collaborators[k].state_dict())
         model.encoders[k].load_state_dict(encoders[k].state_dict())
         model.diffusers[k].load_state_dict(diffusers[k].state_dict())
-    save_pretrained(model, out)
+    save_pretrained(model, out, storage_dtype=torch.float16)  # half the file; loads as float32
     (out / "vocab.txt").write_text(vocab_path.read_text())
     (out / "training.json").write_text(json.dumps({"recipe": _plain(recipe), "images": n, "scale_factor": scale}, indent=1))
     log(f"exported to {out}")
