@@ -32,6 +32,9 @@ class UNetConfig:
     legacy: bool = True
     use_scale_shift_norm: bool = False
     image_size: int = 64  # informational: the UNet is fully convolutional
+    # Not an official field (official: 32 groups). A 32-channel UNet with 32 groups normalises each
+    # channel alone (instance norm), which erases the latents' per-channel means, i.e. colour.
+    norm_groups: int = 32
 
     def __post_init__(self) -> None:
         if (self.num_heads == -1) == (self.num_head_channels == -1):
@@ -57,13 +60,13 @@ def _zero(module: nn.Module) -> nn.Module:
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, with the time embedding added (or scale-shift) in between."""
 
-    def __init__(self, ch: int, emb_ch: int, out_ch: int, scale_shift: bool) -> None:
+    def __init__(self, ch: int, emb_ch: int, out_ch: int, scale_shift: bool, groups: int = 32) -> None:
         super().__init__()
         self.scale_shift = scale_shift
-        self.in_layers = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(), Conv2d(ch, out_ch, 3, padding=1))
+        self.in_layers = nn.Sequential(GroupNorm32(groups, ch), nn.SiLU(), Conv2d(ch, out_ch, 3, padding=1))
         self.emb_layers = nn.Sequential(nn.SiLU(), Linear(emb_ch, 2 * out_ch if scale_shift else out_ch))
         self.out_layers = nn.Sequential(
-            GroupNorm32(32, out_ch), nn.SiLU(), nn.Dropout(0.0), _zero(Conv2d(out_ch, out_ch, 3, padding=1))
+            GroupNorm32(groups, out_ch), nn.SiLU(), nn.Dropout(0.0), _zero(Conv2d(out_ch, out_ch, 3, padding=1))
         )
         self.skip_connection = nn.Identity() if out_ch == ch else Conv2d(ch, out_ch, 1)
 
@@ -133,10 +136,10 @@ class BasicTransformerBlock(nn.Module):
 
 
 class SpatialTransformer(nn.Module):
-    def __init__(self, ch: int, heads: int, dim_head: int, depth: int, context_dim: int) -> None:
+    def __init__(self, ch: int, heads: int, dim_head: int, depth: int, context_dim: int, groups: int = 32) -> None:
         super().__init__()
         inner = heads * dim_head
-        self.norm = GroupNorm32(32, ch, eps=1e-6)
+        self.norm = GroupNorm32(groups, ch, eps=1e-6)
         self.proj_in = Conv2d(ch, inner, 1)
         self.transformer_blocks = nn.ModuleList(
             [BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth)]
@@ -194,11 +197,11 @@ class UNetModel(nn.Module):
         self.time_embed = nn.Sequential(Linear(mc, emb_ch), nn.SiLU(), Linear(emb_ch, emb_ch))
 
         def res(ch_in: int, ch_out: int) -> ResBlock:
-            return ResBlock(ch_in, emb_ch, ch_out, cfg.use_scale_shift_norm)
+            return ResBlock(ch_in, emb_ch, ch_out, cfg.use_scale_shift_norm, cfg.norm_groups)
 
         def transformer(ch: int) -> SpatialTransformer:
             heads, dim_head = cfg.heads(ch)
-            return SpatialTransformer(ch, heads, dim_head, cfg.transformer_depth, cfg.context_dim)
+            return SpatialTransformer(ch, heads, dim_head, cfg.transformer_depth, cfg.context_dim, cfg.norm_groups)
 
         # 1. encoder: per level, num_res_blocks ResBlocks (+ transformer), then a downsample
         self.input_blocks = nn.ModuleList([TimestepEmbedSequential(Conv2d(cfg.in_channels, mc, 3, padding=1))])
@@ -232,7 +235,7 @@ class UNetModel(nn.Module):
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
-        self.out = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(), _zero(Conv2d(mc, cfg.out_channels, 3, padding=1)))
+        self.out = nn.Sequential(GroupNorm32(cfg.norm_groups, ch), nn.SiLU(), _zero(Conv2d(mc, cfg.out_channels, 3, padding=1)))
 
         # None: compute in the weights' dtype; float32 with bfloat16 weights = weight-only precision
         self.compute_dtype: torch.dtype | None = None

@@ -27,22 +27,25 @@ class VAEConfig:
     resolution: int = 256
     attn_resolutions: tuple[int, ...] = ()
     double_z: bool = True
+    # Not an official field (official: 32). With 32 groups a 32-channel VAE normalises every channel
+    # alone, i.e. instance norm, which wipes out flat colours; small VAEs use fewer groups.
+    norm_groups: int = 32
 
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.ch_mult) - 1)
 
 
-def _norm(ch: int) -> nn.GroupNorm:
-    return GroupNorm32(32, ch, eps=1e-6)
+def _norm(ch: int, groups: int = 32) -> nn.GroupNorm:
+    return GroupNorm32(groups, ch, eps=1e-6)
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, ch: int, out_ch: int) -> None:
+    def __init__(self, ch: int, out_ch: int, groups: int = 32) -> None:
         super().__init__()
-        self.norm1 = _norm(ch)
+        self.norm1 = _norm(ch, groups)
         self.conv1 = nn.Conv2d(ch, out_ch, 3, padding=1)
-        self.norm2 = _norm(out_ch)
+        self.norm2 = _norm(out_ch, groups)
         self.dropout = nn.Dropout(0.0)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.nin_shortcut = nn.Conv2d(ch, out_ch, 1) if ch != out_ch else nn.Identity()
@@ -56,9 +59,9 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head self-attention over all pixels, with 1x1-conv projections."""
 
-    def __init__(self, ch: int) -> None:
+    def __init__(self, ch: int, groups: int = 32) -> None:
         super().__init__()
-        self.norm = _norm(ch)
+        self.norm = _norm(ch, groups)
         self.q = nn.Conv2d(ch, ch, 1)
         self.k = nn.Conv2d(ch, ch, 1)
         self.v = nn.Conv2d(ch, ch, 1)
@@ -91,11 +94,11 @@ class Upsample(nn.Module):
 
 
 class _Mid(nn.Module):
-    def __init__(self, ch: int) -> None:
+    def __init__(self, ch: int, groups: int = 32) -> None:
         super().__init__()
-        self.block_1 = ResnetBlock(ch, ch)
-        self.attn_1 = AttnBlock(ch)
-        self.block_2 = ResnetBlock(ch, ch)
+        self.block_1 = ResnetBlock(ch, ch, groups)
+        self.attn_1 = AttnBlock(ch, groups)
+        self.block_2 = ResnetBlock(ch, ch, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block_2(self.attn_1(self.block_1(x)))
@@ -128,14 +131,14 @@ class Encoder(nn.Module):
         res, self.down = cfg.resolution, nn.ModuleList()
         for i, mult in enumerate(cfg.ch_mult):
             ch_in, ch_out = cfg.ch * in_mult[i], cfg.ch * mult
-            blocks = [ResnetBlock(ch_in if j == 0 else ch_out, ch_out) for j in range(cfg.num_res_blocks)]
-            attns = [AttnBlock(ch_out) for _ in blocks] if res in cfg.attn_resolutions else []
+            blocks = [ResnetBlock(ch_in if j == 0 else ch_out, ch_out, cfg.norm_groups) for j in range(cfg.num_res_blocks)]
+            attns = [AttnBlock(ch_out, cfg.norm_groups) for _ in blocks] if res in cfg.attn_resolutions else []
             last = i == len(cfg.ch_mult) - 1
             self.down.append(_Level(blocks, attns, None if last else Downsample(ch_out), "downsample"))
             res = res if last else res // 2
         ch = cfg.ch * cfg.ch_mult[-1]
-        self.mid = _Mid(ch)
-        self.norm_out = _norm(ch)
+        self.mid = _Mid(ch, cfg.norm_groups)
+        self.norm_out = _norm(ch, cfg.norm_groups)
         self.conv_out = nn.Conv2d(ch, 2 * cfg.z_channels if cfg.double_z else cfg.z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,16 +154,16 @@ class Decoder(nn.Module):
         ch = cfg.ch * cfg.ch_mult[-1]
         res = cfg.resolution // cfg.downsample_factor
         self.conv_in = nn.Conv2d(cfg.z_channels, ch, 3, padding=1)
-        self.mid = _Mid(ch)
+        self.mid = _Mid(ch, cfg.norm_groups)
         levels: list[_Level] = []
         for i in reversed(range(len(cfg.ch_mult))):
             ch_out = cfg.ch * cfg.ch_mult[i]
-            blocks = [ResnetBlock(ch if j == 0 else ch_out, ch_out) for j in range(cfg.num_res_blocks + 1)]
-            attns = [AttnBlock(ch_out) for _ in blocks] if res in cfg.attn_resolutions else []
+            blocks = [ResnetBlock(ch if j == 0 else ch_out, ch_out, cfg.norm_groups) for j in range(cfg.num_res_blocks + 1)]
+            attns = [AttnBlock(ch_out, cfg.norm_groups) for _ in blocks] if res in cfg.attn_resolutions else []
             levels.insert(0, _Level(blocks, attns, Upsample(ch_out) if i else None, "upsample"))
             ch, res = ch_out, (res * 2 if i else res)
         self.up = nn.ModuleList(levels)  # indexed by level, as in the official key names
-        self.norm_out = _norm(ch)
+        self.norm_out = _norm(ch, cfg.norm_groups)
         self.conv_out = nn.Conv2d(ch, cfg.out_ch, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,8 @@ def stage_logs(run: Path) -> dict[str, list[dict]]:
     """Loss records per stage present in `run`, in training order (unknown stages last)."""
     found = {p.name[: -len(".loss.jsonl")]: p for p in sorted(run.glob("*.loss.jsonl"))}
     order = [s for s in STAGES if s in found] + [s for s in found if s not in STAGES]
-    return {s: read_log(found[s]) for s in order}
+    logs = {s: read_log(found[s]) for s in order}
+    return {s: recs for s, recs in logs.items() if recs}  # a stage that logged nothing is left out
 
 
 def wall_seconds(records: list[dict]) -> float:
