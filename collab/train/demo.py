@@ -39,15 +39,15 @@ class DemoRecipe:
     test_size: int = 500
     size: int = 128
     seed: int = 0
-    # Sized for about 80 minutes on 2 CPU cores (measured: VAE 0.7 s/step on 8 crops of 64x64,
-    # collaborators 0.33 s/step and diffusers 0.5 s/step at batch 32 on 16x16x3 latents).
+    # Sized for about 60 minutes on 2 CPU cores when nothing else runs (measured: VAE 0.37 s/step on
+    # 8 crops of 64x64, collaborators 0.26 s/step and diffusers 0.5 s/step at batch 32 on 16x16x3).
     vae: LoopConfig = LoopConfig(steps=2000, lr=4e-4, batch_size=8, warmup=50)
     vae_crop: int = 64  # the VAE is convolutional: train on crops, 4x cheaper than whole faces
-    # then the decoder alone, on cached latents: sharper faces without moving the latent space
-    # the collaborators learn (so it can run beside or after them)
-    decoder: LoopConfig = LoopConfig(steps=0, lr=3e-4, batch_size=8, warmup=50)  # 0: skipped
-    ldm: LoopConfig = LoopConfig(steps=2500, lr=5e-4, batch_size=32, ema_decay=0.999, warmup=100, sample_every=1000)
-    diffusers: LoopConfig = LoopConfig(steps=1200, lr=5e-4, batch_size=32, warmup=50)
+    # optionally the decoder alone on cached latents (does not move the latent space the collaborators
+    # learn, so it can run beside them); off by default: it gained little over a converged VAE
+    decoder: LoopConfig = LoopConfig(steps=0, lr=3e-4, batch_size=8, warmup=50)
+    ldm: LoopConfig = LoopConfig(steps=2000, lr=5e-4, batch_size=32, ema_decay=0.999, warmup=100, sample_every=1000)
+    diffusers: LoopConfig = LoopConfig(steps=1000, lr=5e-4, batch_size=32, warmup=50)
     p2_gamma: float = 0.0
 
     def scaled(self, factor: float) -> DemoRecipe:
