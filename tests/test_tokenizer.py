@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import sys
 import time
 import warnings
 
@@ -152,6 +153,7 @@ def test_find_vocab_in_installed_package_without_importing_it(tmp_path, monkeypa
     vocab = _tiny_vocab(package / "model" / "vocab.txt")
     monkeypatch.delenv(tk.VOCAB_ENV, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, tk.VOCAB_PACKAGE, raising=False)  # a real install imported earlier
     importlib.invalidate_caches()
     assert find_vocab() == vocab
 

@@ -46,8 +46,8 @@ class DemoRecipe:
     # optionally the decoder alone on cached latents (does not move the latent space the collaborators
     # learn, so it can run beside them); off by default: it gained little over a converged VAE
     decoder: LoopConfig = LoopConfig(steps=0, lr=3e-4, batch_size=8, warmup=50)
-    ldm: LoopConfig = LoopConfig(steps=2000, lr=5e-4, batch_size=32, ema_decay=0.999, warmup=100, sample_every=1000)
-    diffusers: LoopConfig = LoopConfig(steps=1000, lr=5e-4, batch_size=32, warmup=50)
+    ldm: LoopConfig = LoopConfig(steps=1500, lr=5e-4, batch_size=32, ema_decay=0.999, warmup=100, sample_every=1000)
+    diffusers: LoopConfig = LoopConfig(steps=800, lr=5e-4, batch_size=32, warmup=50)
     p2_gamma: float = 0.0
 
     def scaled(self, factor: float) -> DemoRecipe:
