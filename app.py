@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
+
+
+def _warm_up(state) -> None:
+    try:
+        state.warm_up()
+    except Exception as e:  # the page says the same when a job asks for the model
+        print(f"collab: the model was not loaded at startup: {e}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,14 +33,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from collab_app.state import AppState, pick_device
-    from collab_app.ui import build_app
+    from collab_app.ui import build_app, launch_options
 
     state = AppState(default_model=args.model, device=pick_device(args.device), evaluator_dir=args.evaluator)
     demo = build_app(state)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
     if not args.no_warmup:  # load weights while the page is already being served
-        threading.Thread(target=lambda: (state.model(), state.get_evaluator()), daemon=True).start()
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size="20mb", footer_links=["gradio"])
+        threading.Thread(target=_warm_up, args=(state,), daemon=True).start()
+    demo.launch(server_name=args.host, server_port=args.port, **launch_options())
 
 
 if __name__ == "__main__":

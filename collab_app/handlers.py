@@ -1,11 +1,14 @@
 """The app's event handlers: read the widgets, call the `collab` package, shape the outputs.
 
 Handlers take and return plain values (numpy images, strings, lists), so tests call them directly.
-User mistakes raise `UserError` with a message written for the page; `friendly` turns those (and
-anything unexpected) into `gr.Error`, so nobody sees a stack trace.
+Long handlers are generators that run the work in a thread and yield what it reports (previews,
+stage names); `progress` is any `progress(fraction or (done, total), desc=...)` callable, such as
+`gr.Progress`. User mistakes raise `UserError` with a message written for the page; `friendly`
+turns those (and anything unexpected) into `gr.Error`, so nobody sees a stack trace.
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
@@ -13,7 +16,7 @@ import queue
 import tempfile
 import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -21,8 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from collab.classes import CLASS_NAMES, DISPLAY_NAMES, PALETTE
+from collab.classes import DISPLAY_NAMES, PALETTE
 from collab.conditions import ConditionError
+from collab.data.faceworld import AGES, BEARDS
 from collab.editing import EditCancelled, EditSettings, edit, prepare_image
 from collab.masks import MaskError, colorize, flood_fill, load_mask, overlay, painted_labels
 from collab.model import CollaborativeModel
@@ -37,7 +41,9 @@ MAX_STEPS = 200
 MAX_BATCH = 8
 MAX_TEXT_CHARS = 1000
 MAX_UPLOAD_PIXELS = 4096 * 4096
+MAX_ALPHA = 3.0
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+Progress = Callable[..., Any]
 
 
 class UserError(ValueError):
@@ -45,7 +51,11 @@ class UserError(ValueError):
 
 
 class Cancelled(RuntimeError):
-    pass
+    """The Stop button (or a closed page) ended a job."""
+
+
+def _no_progress(*args, **kwargs) -> None:
+    return None
 
 
 # ---------------------------------------------------------------- errors and warnings -> the page
@@ -61,18 +71,18 @@ def _to_page(e: BaseException) -> Exception:
     gr = _gr()
     if isinstance(e, gr.Error):
         return e
-    if isinstance(e, (UserError, MaskError, ConditionError, EditCancelled)):
-        return gr.Error(str(e))
-    if isinstance(e, (ValueError, FileNotFoundError)):
-        return gr.Error(str(e))
-    log.exception("unexpected error in a handler")
-    return gr.Error(f"Something went wrong ({type(e).__name__}: {e}). The server log has the details.")
+    if isinstance(e, (UserError, MaskError, ConditionError, EditCancelled, Cancelled, ValueError,
+                      FileNotFoundError)):
+        return gr.Error(str(e), print_exception=False)  # the user's to fix: no stack trace in the log either
+    log.error("unexpected error in a handler", exc_info=e)
+    return gr.Error(f"Something went wrong ({type(e).__name__}: {e}). The server log has the details.",
+                    print_exception=False)
 
 
 def _flush_warnings(caught: list) -> None:
     gr = _gr()
-    for w in caught:
-        gr.Warning(str(w.message))
+    for message in dict.fromkeys(str(w.message) for w in caught):  # each distinct warning once
+        gr.Warning(message)
 
 
 def friendly(fn: Callable) -> Callable:
@@ -121,7 +131,8 @@ def read_text(text: str | None) -> str | None:
 
 def read_mask(value: Any) -> np.ndarray | None:
     """The mask painter's value (dict with `composite`, or an image / path) -> labels, or None when
-    nothing was painted. Painted pixels snap to the nearest palette class (strokes are anti-aliased)."""
+    nothing was painted (a transparent or all-background canvas). Painted pixels snap to the nearest
+    palette class (strokes are anti-aliased)."""
     if value is None:
         return None
     if isinstance(value, dict):
@@ -133,14 +144,17 @@ def read_mask(value: Any) -> np.ndarray | None:
     array = np.asarray(value)
     if array.ndim == 3 and array.shape[2] == 4 and not array[..., 3].any():
         return None  # an untouched, fully transparent canvas
+    if array.ndim >= 2 and array.shape[0] * array.shape[1] > MAX_UPLOAD_PIXELS:
+        raise UserError(f"the mask is {array.shape[1]}x{array.shape[0]} pixels; at most {MAX_UPLOAD_PIXELS:,}")
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         return load_mask(array)
-    if array.shape[0] * array.shape[1] > MAX_UPLOAD_PIXELS:
-        raise UserError(f"the mask is {array.shape[1]}x{array.shape[0]}; at most {MAX_UPLOAD_PIXELS:,} pixels")
     labels = painted_labels(array)
-    if not labels.any():
-        warnings.warn("the mask is all background; paint a face (skin, hair, eyes...) for a useful layout")
-    return labels
+    return labels if labels.any() else None  # all background: a blank canvas, no layout to follow
+
+
+def _painter_value(labels: np.ndarray) -> dict:
+    rgb = colorize(labels)
+    return {"background": rgb, "layers": [], "composite": rgb}
 
 
 def load_mask_file(path: str | None) -> dict | None:
@@ -148,26 +162,31 @@ def load_mask_file(path: str | None) -> dict | None:
     the painter's value, shown in the official colours. Unknown colours are refused, named."""
     if not path:
         return None
-    labels = load_mask(path)
-    rgb = colorize(labels)
-    return {"background": rgb, "layers": [], "composite": rgb}
+    try:
+        labels = load_mask(path)
+    except MaskError as e:  # say "mask.png", not the upload's temporary path
+        raise UserError(str(e).replace(str(path), Path(path).name)) from None
+    return _painter_value(labels)
 
 
 def fill_at(value: Any, class_name: str, x: int, y: int) -> dict:
     """The paint bucket: fill the region under (x, y) of the current mask with a class."""
+    if class_name not in DISPLAY_NAMES:
+        raise UserError(f"unknown class {class_name!r}; choose one of {', '.join(DISPLAY_NAMES)}")
     labels = read_mask(value)
     if labels is None:
         labels = np.zeros((128, 128), np.uint8)
-    if class_name not in DISPLAY_NAMES:
-        raise UserError(f"unknown class {class_name!r}")
-    labels = flood_fill(labels, int(y), int(x), DISPLAY_NAMES.index(class_name))
-    rgb = colorize(labels)
-    return {"background": rgb, "layers": [], "composite": rgb}
+    return _painter_value(flood_fill(labels, int(y), int(x), DISPLAY_NAMES.index(class_name)))
 
 
 def blank_mask(size: int = 128) -> dict:
-    rgb = colorize(np.zeros((size, size), np.uint8))
-    return {"background": rgb, "layers": [], "composite": rgb}
+    return _painter_value(np.zeros((size, size), np.uint8))
+
+
+def mask_preview(value: Any) -> np.ndarray | None:
+    """The painter's picture snapped to the palette: what the model will read, and where fills click."""
+    labels = read_mask(value)
+    return None if labels is None else colorize(labels)
 
 
 def conditions_from(model: CollaborativeModel, text: str | None, mask: np.ndarray | None) -> dict:
@@ -184,15 +203,18 @@ def conditions_from(model: CollaborativeModel, text: str | None, mask: np.ndarra
     return conds
 
 
-def check_numbers(steps: int, batch: int = 1, eta: float = 0.0) -> tuple[int, int, float]:
-    steps, batch = int(steps), int(batch)
+def check_numbers(steps: Any, batch: Any = 1, eta: Any = 0.0) -> tuple[int, int, float]:
+    try:
+        steps, batch, eta = int(steps), int(batch), float(eta)
+    except (TypeError, ValueError):
+        raise UserError(f"steps, batch size and eta must be numbers, got {steps!r}, {batch!r}, {eta!r}") from None
     if not 1 <= steps <= MAX_STEPS:
         raise UserError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
     if not 1 <= batch <= MAX_BATCH:
         raise UserError(f"batch size must be between 1 and {MAX_BATCH}, got {batch}")
-    if not 0.0 <= float(eta) <= 1.0:
+    if not 0.0 <= eta <= 1.0:
         raise UserError(f"eta must be between 0 and 1, got {eta}")
-    return steps, batch, float(eta)
+    return steps, batch, eta
 
 
 def read_seed(seed: Any) -> int:
@@ -205,41 +227,58 @@ def read_seed(seed: Any) -> int:
     return seed
 
 
+def read_face(image: Any, size: int) -> np.ndarray:
+    """An uploaded face (path or array) -> RGB uint8 [size, size, 3]; huge or unreadable files refused."""
+    if image is None:
+        raise UserError("upload a face image to edit")
+    try:
+        pixels, note = prepare_image(image, size, MAX_UPLOAD_PIXELS)
+    except ValueError as e:
+        raise UserError(str(e).replace(str(image), Path(str(image)).name)) from None
+    if note:
+        warnings.warn(f"input image {note}")
+    return np.array(pixels)  # writable (torch refuses read-only buffers)
+
+
 # ---------------------------------------------------------------- streaming from a worker thread
 
 
 @dataclass
 class _Stream:
-    """Runs `work(report, cancelled)` in a thread; the generator yields what it reports."""
+    """Runs `work(report, cancelled)` in a thread; iterating yields ("update", x) for each
+    `report(x)`, then ("result", return value). The thread sees the caller's context variables, so
+    `gr.Progress` and `gr.Warning` work from it; closing the iterator (Stop, a closed page) sets
+    `cancelled()` and waits for the thread."""
 
     work: Callable[[Callable[[Any], None], Callable[[], bool]], Any]
     items: queue.Queue = field(default_factory=queue.Queue)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
-        done = object()
-
         def run():
             try:
                 self.items.put(("result", self.work(lambda x: self.items.put(("update", x)), self.stop.is_set)))
             except BaseException as e:  # handed to the generator, raised there
                 self.items.put(("error", e))
-            finally:
-                self.items.put(("end", done))
 
-        thread = threading.Thread(target=run, daemon=True)
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
         thread.start()
         try:
             while True:
                 kind, payload = self.items.get()
-                if kind == "end":
-                    return
                 if kind == "error":
                     raise payload
                 yield kind, payload
+                if kind == "result":
+                    return
         finally:
-            self.stop.set()  # a closed generator (Stop button, closed tab) stops the worker
+            self.stop.set()
             thread.join(timeout=60)
+
+
+def _stopper(cancelled: Callable[[], bool]) -> None:
+    if cancelled():
+        raise Cancelled("stopped")
 
 
 def for_display(image: np.ndarray, min_size: int = 256) -> np.ndarray:
@@ -251,38 +290,38 @@ def for_display(image: np.ndarray, min_size: int = 256) -> np.ndarray:
 # ---------------------------------------------------------------- Generate
 
 
-def _preview_callback(model: CollaborativeModel, report, cancelled, every: int) -> Callable[[CollabStep], None]:
-    def cb(step: CollabStep) -> None:
-        if cancelled():
-            raise Cancelled("stopped")
-        last = step.index == step.num_steps - 1
-        if every and (step.index % every == 0) and not last:
-            report((step.index + 1, step.num_steps, to_uint8(model.decode(step.pred_x0))))
-    return cb
-
-
-def generate_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: int,
-                    eta: float, sampler: str, batch: int, rule: str, preview_every: int = 10):
-    """Yields (gallery, overlay, status) while sampling: previews of the predicted x0, then the result."""
+def generate_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
+                    eta: Any, sampler: str, batch: Any, rule: str, preview_every: int | None = None,
+                    progress: Progress | None = None):
+    """Yields (gallery, overlay, status) while sampling: previews of the predicted x0 every few
+    steps, then the result (the same pixels as `collab.pipeline.generate` with that seed)."""
     text, mask = read_text(text), read_mask(mask_value)
     steps, batch, eta = check_numbers(steps, batch, eta)
     seed = read_seed(seed)
     model = state.model(model_name)
     conds = conditions_from(model, text, mask)
+    every = preview_every or max(1, steps // 8)
+    progress = progress or _no_progress
 
     def work(report, cancelled):
-        return generate(model, conds, steps=steps, eta=eta, sampler=sampler, seed=seed, batch_size=batch,
-                        rule=rule or None, callback=_preview_callback(model, report, cancelled, preview_every))
+        def on_step(step: CollabStep) -> None:
+            _stopper(cancelled)
+            progress((step.index + 1, step.num_steps), desc="sampling")
+            if step.index % every == 0 and step.index < step.num_steps - 1:
+                report((step.index + 1, step.num_steps, to_uint8(model.decode(step.pred_x0))))
+
+        with state.busy(model_name):
+            return generate(model, conds, steps=steps, eta=eta, sampler=sampler, seed=seed, batch_size=batch,
+                            rule=rule or None, callback=on_step)
 
     for kind, payload in _Stream(work):
         if kind == "update":
             i, n, images = payload
-            yield list(images), None, f"step {i}/{n}: predicted x0"
+            yield list(images), None, f"step {i}/{n}: predicted x0 (preview)"
         else:
-            res = payload
-            images = list(res.images)
+            images = list(payload.images)
             over = for_display(overlay(images[0], mask)) if mask is not None else None
-            yield images, over, f"done: {res.settings.describe()}"
+            yield images, over, f"done: {payload.settings.describe()}"
 
 
 # ---------------------------------------------------------------- Influence functions
@@ -290,11 +329,16 @@ def generate_stream(state: AppState, model_name: str, text: str, mask_value: Any
 
 @dataclass
 class InfluenceRun:
-    frames: list[np.ndarray]
+    frames: list[np.ndarray]  # per step: influence maps | x_t | predicted x0
     timesteps: list[int]
     rule: str
     gif: str
     summary: str
+    files: list[str] = field(default_factory=list)  # the frames as PNGs, written once, served as they are
+
+
+RULE_NOTES = {"paper": "the learned per-pixel softmax, as in the paper",
+              "official": "softmax, then the official sampler's cosine decay and doubling of the mask weight"}
 
 
 def _frame(rec: StepRecorder, k: int, xt: np.ndarray, x0: np.ndarray, size: int) -> np.ndarray:
@@ -304,7 +348,13 @@ def _frame(rec: StepRecorder, k: int, xt: np.ndarray, x0: np.ndarray, size: int)
     return np.concatenate(cells, axis=1)
 
 
-def _all_modalities(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: int,
+def _decode_all(model: CollaborativeModel, latents: list[torch.Tensor], chunk: int = 16) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([to_uint8(model.decode(torch.stack(latents[i:i + chunk]).to(model.device)))
+                               for i in range(0, len(latents), chunk)])
+
+
+def _all_modalities(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
                     what: str) -> tuple[CollaborativeModel, dict, np.ndarray, int, int]:
     """Validated inputs for views that need every modality: (model, conditions, mask, seed, steps)."""
     text, mask = read_text(text), read_mask(mask_value)
@@ -317,29 +367,46 @@ def _all_modalities(state: AppState, model_name: str, text: str, mask_value: Any
     return model, conds, mask, seed, steps
 
 
-def influence_run(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: int,
-                  rule: str, mode: str = "collaborative") -> tuple[InfluenceRun, np.ndarray, Any]:
-    """One generation with every step recorded: frames (maps | x_t | x0), a GIF, a region plot."""
+def influence_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
+                     rule: str, mode: str = "collaborative", progress: Progress | None = None):
+    """One generation with every step recorded. Yields status strings while it works, then
+    (InfluenceRun, result image, region plot): frames (maps | x_t | x0), a GIF, the plot."""
     model, conds, mask, seed, steps = _all_modalities(state, model_name, text, mask_value, seed, steps,
                                                       "the influence view")
-    rec = StepRecorder(keep_latents=True)
-    res = generate(model, conds, steps=steps, eta=1.0, seed=seed, rule=rule or None, mode=mode, callback=rec)
-    size = model.config.image_size
-    with torch.no_grad():
-        xts = np.concatenate([to_uint8(model.decode(torch.stack(rec.x_t[i:i + 16])))
-                              for i in range(0, len(rec.x_t), 16)])
-        x0s = np.concatenate([to_uint8(model.decode(torch.stack(rec.pred_x0[i:i + 16])))
-                              for i in range(0, len(rec.pred_x0), 16)])
-    frames = [_frame(rec, k, xts[k], x0s[k], size) for k in range(len(rec.timesteps))]
-    gif = Path(tempfile.mkdtemp(prefix="collab_influence_")) / "influence.gif"
-    pil = [Image.fromarray(f) for f in frames]
-    pil[0].save(gif, save_all=True, append_images=pil[1:] + [pil[-1]] * 5, duration=120, loop=0)
-    figure = region_plot(rec, mask, res.settings.rule, mode)
-    run = InfluenceRun(frames, list(rec.timesteps), res.settings.rule, str(gif),
-                       f"{len(frames)} steps, rule **{res.settings.rule}** "
-                       f"({'learned softmax only' if res.settings.rule == 'paper' else 'softmax + the official cosine decay and doubling of the mask weight'}), "
-                       f"mode {mode}, seed {seed}")
-    return run, for_display(res.images[0]), figure
+    progress = progress or _no_progress
+
+    def work(report, cancelled):
+        rec = StepRecorder(keep_latents=True)
+
+        def on_step(step: CollabStep) -> None:
+            _stopper(cancelled)
+            rec(step)
+            progress((step.index + 1, step.num_steps), desc="sampling, recording every step")
+
+        with state.busy(model_name):
+            res = generate(model, conds, steps=steps, eta=1.0, seed=seed, rule=rule or None, mode=mode,
+                           callback=on_step)
+            report("decoding x_t and the predicted x0 of every step")
+            progress(None)
+            xts, x0s = _decode_all(model, rec.x_t), _decode_all(model, rec.pred_x0)
+        size = model.config.image_size
+        frames = [_frame(rec, k, xts[k], x0s[k], size) for k in range(len(rec.timesteps))]
+        report("writing the frames, the GIF and the region plot")
+        folder = Path(tempfile.mkdtemp(prefix="collab_influence_"))
+        pil = [Image.fromarray(f) for f in frames]
+        files = [str(folder / f"step_{k + 1:03d}.png") for k in range(len(pil))]
+        for im, name in zip(pil, files):
+            im.save(name)
+        gif = folder / "influence.gif"
+        pil[0].save(gif, save_all=True, append_images=pil[1:] + [pil[-1]] * 5, duration=120, loop=0)
+        used = res.settings.rule
+        figure = region_plot(rec, mask, used, mode)
+        summary = f"{len(frames)} steps, rule **{used}** ({RULE_NOTES.get(used, used)}), mode {mode}, seed {seed}"
+        run = InfluenceRun(frames, list(rec.timesteps), used, str(gif), summary, files)
+        return run, for_display(res.images[0]), figure
+
+    for kind, payload in _Stream(work):
+        yield payload
 
 
 def region_plot(rec: StepRecorder, labels: np.ndarray, rule: str, mode: str):
@@ -361,53 +428,66 @@ def region_plot(rec: StepRecorder, labels: np.ndarray, rule: str, mode: str):
                 ax.plot(r.timesteps, r.mean[:, j], "--" if dashed else "-", lw=2 if dashed else 1.2, label=region)
         ax.set_xlim(max(r.timesteps), min(r.timesteps))
         ax.set_ylim(0, 1)
-        ax.set_xlabel("timestep t (sampling goes left to right)")
+        ax.set_xlabel("timestep t (sampling runs left to right)")
         ax.set_ylabel(f"mean weight of {name}")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="best")
     fig.suptitle(f"influence per face region — rule: {rule}, mode: {mode}")
     fig.tight_layout()
     plt.close(fig)
     return fig
 
 
-def influence_frame(run: InfluenceRun | None, index: int) -> tuple[np.ndarray | None, str]:
+def influence_frame(run: InfluenceRun | None, step: Any) -> tuple[str | None, str]:
+    """The frame of sampling step `step` (1-based, as on the slider) as a PNG file, and its caption."""
     if run is None:
-        return None, "run a generation first"
-    k = int(np.clip(int(index), 0, len(run.frames) - 1))
-    return run.frames[k], f"step {k + 1}/{len(run.frames)}, t = {run.timesteps[k]}"
+        return None, "record a generation first"
+    k = int(np.clip(int(step) - 1, 0, len(run.frames) - 1))
+    return run.files[k], f"{run.summary} — step {k + 1}/{len(run.frames)}, t = {run.timesteps[k]}"
 
 
 # ---------------------------------------------------------------- Compare
 
 
-ATTRIBUTE_WORDS = {"gender": ("woman", "man"), "age": ("teen", "20s", "30s", "40s", "50s", "elderly"),
-                   "beard": ("no beard", "stubble", "short beard", "medium beard", "long beard")}
+ATTRIBUTE_WORDS = {"gender": ("woman", "man"), "age": AGES, "beard": tuple(f"beard: {b}" for b in BEARDS)}
+COMPARE_TITLES = {"composable": "composable (equal weights)", "collaborative": "collaborative"}
 
 
-def compare_run(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: int,
-                rule: str) -> list[tuple[np.ndarray, str]]:
-    """Text only, mask only, composable and collaborative from one seed; captions carry the
-    evaluator's mask mIoU and attribute reading when an evaluator is installed."""
+def _metrics_caption(ev, image: np.ndarray, mask: np.ndarray) -> str:
     from collab.evaluator import confusion, miou
 
+    target = np.asarray(Image.fromarray(mask).resize(image.shape[:2][::-1], Image.NEAREST))
+    score = miou(confusion(ev.parse(image[None])[0], target))
+    attrs = ev.attributes(image[None])
+    words = ", ".join(ATTRIBUTE_WORDS[k][int(v[0])] for k, v in attrs.items() if k in ATTRIBUTE_WORDS)
+    return f"mask mIoU {score:.2f} | reads as: {words}"
+
+
+def compare_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
+                   rule: str, progress: Progress | None = None):
+    """Text only, mask only, composable and collaborative from one seed, yielding the gallery as
+    it fills; captions carry the evaluator's mask mIoU and attribute reading when one is installed."""
     model, conds, mask, seed, steps = _all_modalities(state, model_name, text, mask_value, seed, steps,
                                                       "the comparison")
     runs = [(f"{n} only", {n: c}, "collaborative") for n, c in conds.items()]
-    runs += [("composable (equal weights)", conds, "composable"), ("collaborative", conds, "collaborative")]
+    runs += [(COMPARE_TITLES[m], conds, m) for m in ("composable", "collaborative")]
+    progress = progress or _no_progress
     ev = state.get_evaluator()
-    out = []
-    for title, cs, mode in runs:
-        img = generate(model, cs, mode=mode, steps=steps, eta=1.0, seed=seed, rule=rule or None).images[0]
-        caption = title
-        if ev is not None:
-            target = np.asarray(Image.fromarray(mask).resize(img.shape[:2][::-1], Image.NEAREST))
-            score = miou(confusion(ev.parse(img[None])[0], target))
-            attrs = ev.attributes(img[None])
-            words = ", ".join(ATTRIBUTE_WORDS[k][int(v[0])] for k, v in attrs.items() if k in ATTRIBUTE_WORDS)
-            caption += f" | mask mIoU {score:.2f} | reads as: {words}"
-        out.append((img, caption))
-    return out
+
+    def work(report, cancelled):
+        out = []
+        for k, (title, cs, mode) in enumerate(runs):
+            progress((k, len(runs)), desc=title)
+            with state.busy(model_name):
+                img = generate(model, cs, mode=mode, steps=steps, eta=1.0, seed=seed, rule=rule or None,
+                               callback=lambda step: _stopper(cancelled)).images[0]
+            out.append((img, title if ev is None else f"{title} | {_metrics_caption(ev, img, mask)}"))
+            report(list(out))
+        return out
+
+    for kind, payload in _Stream(work):
+        if kind == "update":
+            yield payload
 
 
 # ---------------------------------------------------------------- Edit
@@ -421,82 +501,99 @@ def check_face(state: AppState, image: np.ndarray) -> None:
     labels = ev.parse(image[None])[0]
     face = np.isin(labels, [1, 2, 4, 5, 10, 11, 12]).mean()  # skin, nose, eyes, mouth, lips
     if face < 0.04:
-        raise UserError(f"no face found in this image (face parser: {face:.1%} of pixels are face); "
-                        "upload a frontal face photo")
+        raise UserError(f"no face found in this image (the face parser sees {face:.1%} face pixels); "
+                        "upload a frontal, centred face photo")
 
 
 def parse_to_mask(state: AppState, model_name: str, image: Any) -> dict:
     """The parser's mask of an uploaded face, to start the mask editor from."""
-    if image is None:
-        raise UserError("upload a face first")
     ev = state.get_evaluator()
     if ev is None:
         raise UserError("no face parser is installed (checkpoints/evaluator); start from an example mask instead")
-    pixels, _ = prepare_image(image, state.model(model_name).config.image_size, MAX_UPLOAD_PIXELS)
-    rgb = colorize(ev.parse(pixels[None])[0])
-    return {"background": rgb, "layers": [], "composite": rgb}
+    pixels = read_face(image, state.model(model_name).config.image_size)
+    return _painter_value(ev.parse(pixels[None])[0])
 
 
-def edit_stream(state: AppState, model_name: str, image: Any, text: str, mask_value: Any, alpha: float,
-                preset: str, seed: Any, steps: int = 50, strip: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5)):
+def edit_settings(preset: str, seed: int) -> EditSettings:
+    if preset not in ("fast", "faithful"):
+        raise UserError(f"unknown preset {preset!r}; choose fast or faithful")
+    settings = EditSettings.official() if preset == "faithful" else EditSettings.fast()
+    return replace(settings, seed=seed)
+
+
+def edit_stream(state: AppState, model_name: str, image: Any, text: str, mask_value: Any, alpha: Any,
+                preset: str, seed: Any, steps: int = 50, strip: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
+                progress: Progress | None = None):
     """Yields (status, edited image, alpha strip) through the optimisation stages, then the result."""
     if image is None:
         raise UserError("upload a face image to edit")
     text, mask = read_text(text), read_mask(mask_value)
-    if not 0.0 <= float(alpha) <= 3.0:
-        raise UserError(f"alpha must be between 0 and 3, got {alpha}")
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise UserError(f"alpha must be a number, got {alpha!r}") from None
+    if not 0.0 <= alpha <= MAX_ALPHA:
+        raise UserError(f"alpha must be between 0 and {MAX_ALPHA}, got {alpha}")
     seed = read_seed(seed)
     steps, _, _ = check_numbers(steps)
     model = state.model(model_name)
     targets = conditions_from(model, text, mask)
-    pixels, note = prepare_image(image, model.config.image_size, MAX_UPLOAD_PIXELS)
-    if note:
-        warnings.warn(f"input image {note}")
+    pixels = read_face(image, model.config.image_size)
     check_face(state, pixels)
-    settings = EditSettings.official() if preset == "faithful" else EditSettings.fast()
-    settings = EditSettings(**{**settings.__dict__, "seed": seed})
+    settings = edit_settings(preset, seed)
+    progress = progress or _no_progress
 
     def work(report, cancelled):
-        def progress(stage, i, total, loss):
-            if i % 10 == 0 or i == total - 1:
-                report(f"{stage}: {i + 1}/{total} (loss {loss:.4f})")
-        session = edit(model, pixels, targets, settings=settings, progress=progress, cancel=cancelled)
-        report("sampling the edit")
-        main = session.sample(model, float(alpha), steps=steps, seed=seed).images[0]
-        report(("main", main))
-        results = []
-        for a in strip:
-            if cancelled():
-                raise EditCancelled("stopped")
-            results.append((session.sample(model, a, steps=steps, seed=seed).images[0], f"alpha {a}"))
+        def on_iteration(stage: str, done: int, total: int, loss: float) -> None:
+            progress((done, total), desc=stage)
+            if done % 10 == 0 or done == total:
+                report(f"{stage}: {done}/{total} (loss {loss:.4f})")
+
+        with state.busy(model_name):
+            session = edit(model, pixels, targets, settings=settings, progress=on_iteration, cancel=cancelled)
+            report("sampling the edit")
+            progress(None)
+            main = for_display(session.sample(model, alpha, steps=steps, seed=seed,
+                                              callback=lambda step: _stopper(cancelled)).images[0])
+            report(("main", main))
+            results = []
+            for k, a in enumerate(strip):
+                progress((k, len(strip)), desc="alpha strip")
+                image = session.sample(model, a, steps=steps, seed=seed, callback=lambda step: _stopper(cancelled))
+                results.append((image.images[0], f"alpha {a}"))
         return main, results
 
     main = None
     for kind, payload in _Stream(work):
-        if kind == "update":
-            if isinstance(payload, tuple):
-                main = payload[1]
-                yield "sampling the alpha strip", main, []
-            else:
-                yield payload, main, []
+        if kind == "update" and isinstance(payload, tuple):
+            main = payload[1]
+            yield "sampling the alpha strip", main, []
+        elif kind == "update":
+            yield payload, main, []
         else:
             main, results = payload
-            yield f"done ({preset} preset, alpha {alpha})", main, [(pixels, "input")] + results
+            yield f"done ({preset} preset, alpha {alpha:g}, seed {seed})", main, [(pixels, "input")] + results
 
 
-# ---------------------------------------------------------------- examples and the palette
+# ---------------------------------------------------------------- examples, palette, about
 
 
 def palette_html() -> str:
     chips = "".join(
-        f'<span style="display:inline-block;margin:2px 6px 2px 0;white-space:nowrap">'
+        f'<span style="display:inline-block;margin:2px 8px 2px 0;white-space:nowrap">'
         f'<span style="display:inline-block;width:12px;height:12px;background:rgb{rgb};border:1px solid #888;'
-        f'vertical-align:middle"></span> {name}</span>' for name, rgb in zip(DISPLAY_NAMES, PALETTE))
+        f'vertical-align:middle"></span> {i} {name}</span>' for i, (name, rgb) in enumerate(zip(DISPLAY_NAMES, PALETTE)))
     return f'<div style="font-size:12px;line-height:1.6">{chips}</div>'
 
 
 def brush_colours() -> list[str]:
     return ["#%02x%02x%02x" % rgb for rgb in PALETTE]
+
+
+def brush_colour(class_name: str) -> str:
+    if class_name not in DISPLAY_NAMES:
+        raise UserError(f"unknown class {class_name!r}; choose one of {', '.join(DISPLAY_NAMES)}")
+    return brush_colours()[DISPLAY_NAMES.index(class_name)]
 
 
 def example_files(kind: str) -> list[str]:
@@ -517,6 +614,7 @@ def about_markdown(state: AppState, model_name: str | None = None) -> str:
     what = (f"`{name}`: {loaded.config.image_size}x{loaded.config.image_size}, modalities "
             f"{', '.join(loaded.names)}, default rule `{loaded.config.default_rule}`" if loaded
             else f"`{name}` (loads on first use)")
+    evaluator = "installed" if state.has_evaluator() else "not installed (no metrics in Compare, no parser mask in Edit)"
     return f"""
 **Collaborative Diffusion** (Huang, Chan, Jiang, Liu — CVPR 2023) joins pre-trained uni-modal diffusion
 models — here text-to-face and mask-to-face — without retraining them. Small *dynamic diffusers*
@@ -526,10 +624,11 @@ collaborator on your image, Imagic-style, then samples collaboratively.
 
 - Model: {what}
 - Device: `{state.device}`, torch {torch.__version__}, {torch.get_num_threads()} threads
-- Evaluator (parser + attribute classifier): {'installed' if state.get_evaluator() is not None else 'not installed'}
+- Evaluator (face parser + attribute classifier): {evaluator}
 
-**Responsible use.** Synthetic and edited faces can be used to impersonate people, deceive, or
-fabricate evidence; the paper's authors caution against this and so do we. Do not edit images of
-real people without their consent, and label generated images as synthetic. The embedded demo model
-was trained only on procedurally rendered faces made by this project: it knows no real person.
+**Responsible use.** Synthetic and edited faces can be misused to impersonate people, deceive, or
+fabricate evidence; the paper's authors caution against such use in their discussion of societal
+impact, and so do we. Do not edit images of real people without their consent, and label generated
+images as synthetic. The embedded demo model was trained only on procedurally rendered faces made by
+this project: it has never seen a photograph and knows no real person.
 """

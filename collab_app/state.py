@@ -1,7 +1,9 @@
-"""What the app holds between requests: loaded models (lazily, one per name), the optional
-evaluator, the device. Created once by `build_app`; no module-level mutable state."""
+"""What the app holds between requests: loaded models (lazily, one per name), one lock per model,
+the optional evaluator, the device. Created once per page by `build_app`; no module-level mutable
+state."""
 from __future__ import annotations
 
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,9 @@ class AppState:
     models: dict[str, CollaborativeModel] = field(default_factory=dict)
     evaluator: object | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _busy: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _evaluator_loaded: bool = False
+    _files: Path | None = None
 
     def choices(self) -> list[str]:
         """Model names the selector offers: the default first, then every available registry set."""
@@ -31,26 +35,54 @@ class AppState:
         names += [n for n, e in MODELS.items() if n != self.default_model and e.available()]
         return names
 
-    def model(self, name: str | None = None) -> CollaborativeModel:
+    def resolve(self, name: str | None) -> str:
         name = name or self.default_model
         if name not in self.choices():
             raise ValueError(f"model {name!r} is not available here; choose one of {', '.join(self.choices())}")
+        return name
+
+    def model(self, name: str | None = None) -> CollaborativeModel:
+        name = self.resolve(name)
         with self._lock:  # two first requests must not load the same weights twice
             if name not in self.models:
                 self.models[name] = load_model(name, device=self.device)
             return self.models[name]
+
+    def busy(self, name: str | None = None) -> threading.Lock:
+        """The lock a job holds while it computes with one model: one job per model at a time."""
+        name = self.resolve(name)
+        with self._lock:
+            return self._busy.setdefault(name, threading.Lock())
+
+    def files_dir(self) -> Path:
+        """Where the page's output images are written (once each, named by content)."""
+        with self._lock:
+            if self._files is None:
+                self._files = Path(tempfile.mkdtemp(prefix="collab_app_"))
+            return self._files
+
+    def evaluator_path(self) -> Path:
+        return Path(self.evaluator_dir or checkpoints_dir() / "evaluator")
+
+    def has_evaluator(self) -> bool:
+        """Whether evaluator weights are installed (without loading them)."""
+        return (self.evaluator_path() / "evaluator.yaml").exists()
 
     def get_evaluator(self):
         """The face parser + attribute classifier when its weights exist, else None."""
         with self._lock:
             if not self._evaluator_loaded:
                 self._evaluator_loaded = True
-                d = self.evaluator_dir or checkpoints_dir() / "evaluator"
-                if (Path(d) / "evaluator.yaml").exists():
+                if self.has_evaluator():
                     from collab.evaluator import Evaluator
 
-                    self.evaluator = Evaluator.load(d)
+                    self.evaluator = Evaluator.load(self.evaluator_path())
             return self.evaluator
+
+    def warm_up(self) -> None:
+        """Load the default model and the evaluator (the app calls this in a background thread)."""
+        self.model()
+        self.get_evaluator()
 
     def models_markdown(self) -> str:
         rows = ["| model | status |", "|---|---|"]
