@@ -119,6 +119,12 @@ def model_config(base: ModelConfig, vocab_size: int, scale_factor: float) -> Mod
     return replace(base, modalities=mods, scale_factor=scale_factor, vocab="vocab.txt")
 
 
+def draw_latents(lat: dict, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """A sample of the cached VAE posteriors of images `idx` (unscaled): mean + std * noise."""
+    mean = lat["mean"][idx]
+    return mean + lat["std"][idx] * torch.randn(mean.shape, generator=g)
+
+
 def ldm_sampler(vae: AutoencoderKL, unet: UNetModel, enc: torch.nn.Module, cond: torch.Tensor, scale: float,
                 schedule: DiffusionSchedule, stage: str, steps: int = 20):
     """A `sample_fn` for the loop: a grid of DDIM samples of fixed conditions, written as
@@ -162,7 +168,7 @@ def finetune_decoder(run: Path, vae: AutoencoderKL, world: WorldTensors, lat: di
 
     def step(g, _):
         idx = torch.randint(0, len(world.names), (recipe.decoder.batch_size,), generator=g)
-        z = lat["mean"][idx] + lat["std"][idx] * torch.randn(lat["mean"][idx].shape, generator=g)
+        z = draw_latents(lat, idx, g)
         top, left = torch.randint(0, z.shape[-1] - crop + 1, (2,), generator=g).tolist()
         z = z[..., top:top + crop, left:left + crop]
         x = world.batch_images(idx)[..., top * f:(top + crop) * f, left * f:(left + crop) * f]
@@ -219,7 +225,7 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
     cfg = model_config(base, tok.vocab_size, scale)
 
     def latents(idx, g):
-        return (lat["mean"][idx] + lat["std"][idx] * torch.randn(lat["mean"][idx].shape, generator=g)) * scale
+        return draw_latents(lat, idx, g) * scale
 
     def conditions(name, idx):
         return world.tokens[idx] if cfg.modality(name).kind == "text" else world.batch_masks(idx)

@@ -52,7 +52,7 @@ def minilm_states(texts: list[str], batch: int = 256) -> torch.Tensor:
 def train_minilm_collaborator(run: Path, log=print):
     from collab.config import load_config
     from collab.schedule import DiffusionSchedule
-    from collab.train.demo import DemoRecipe, load_world
+    from collab.train.demo import DemoRecipe, draw_latents, load_world
     from collab.train.loop import apply_weights, train
     from collab.train.losses import ldm_loss
     from collab.unet import UNetModel
@@ -79,7 +79,7 @@ def train_minilm_collaborator(run: Path, log=print):
 
         def step(g, _):
             idx = torch.randint(0, n, (recipe.ldm.batch_size,), generator=g)
-            z = (lat["mean"][idx] + lat["std"][idx] * torch.randn(lat["mean"][idx].shape, generator=g)) * lat["scale"]
+            z = draw_latents(lat, idx, g) * lat["scale"]
             return ldm_loss(unet, enc, states[idx], z, schedule, g, recipe.p2_gamma)
 
         w = train(run, "ldm_text_minilm", {"unet": unet, "encoder": enc}, step, recipe.ldm)
