@@ -20,6 +20,7 @@ from collab.tokenizer import WordPieceTokenizer, find_vocab
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.yaml"
+VOCAB_NAME = "vocab.txt"
 TRUST_FLAG = "trusted=True (CLI: --trust-checkpoint)"
 _TRAINING_ONLY = ("loss.", "model_ema.", "logvar")  # training state a real checkpoint may carry
 
@@ -330,8 +331,9 @@ def _finish(model: CollaborativeModel, vocab: str | Path | None, device: str | t
 
 def save_pretrained(model: CollaborativeModel, directory: str | Path,
                     storage_dtype: torch.dtype | None = None) -> Path:
-    """Write config.yaml + model.safetensors (the model's dtype, or floating tensors stored as
-    `storage_dtype`, e.g. float16 to halve a file; loading casts them back to float32)."""
+    """Write config.yaml + model.safetensors (+ vocab.txt when the model has a tokenizer). Tensors keep
+    the model's dtype, or floating ones are stored as `storage_dtype` (e.g. float16 to halve a file;
+    loading casts them back to float32)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -340,7 +342,11 @@ def save_pretrained(model: CollaborativeModel, directory: str | Path,
     tmp = directory / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, tmp, metadata={"format": "collab/v1", "config": model.config.name})
     tmp.replace(directory / WEIGHTS_NAME)
-    save_config(model.config, directory / CONFIG_NAME)
+    cfg = model.config
+    if model.tokenizer is not None:  # self-contained: the vocabulary travels with the weights
+        model.tokenizer.save_vocab(directory / VOCAB_NAME)
+        cfg = replace(cfg, vocab=VOCAB_NAME)
+    save_config(cfg, directory / CONFIG_NAME)
     return directory
 
 

@@ -5,10 +5,12 @@ kind of input needs no code, and a new kind is one class here.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
+import numpy as np
 import torch
 
 from collab.masks import labels_to_onehot, load_mask
@@ -22,8 +24,8 @@ class ConditionError(ValueError):
 class ConditionInput(Protocol):
     kind: str
 
-    def prepare(self, raws: Sequence[Any]) -> torch.Tensor:
-        """A batch of raw conditions -> the encoder's input tensor (on CPU)."""
+    def prepare(self, raws: Sequence[Any]) -> Any:
+        """A batch of raw conditions -> the encoder's input (a tensor, or a dict of them; on CPU)."""
         ...
 
 
@@ -69,9 +71,96 @@ class MaskInput:
         return torch.stack(out)
 
 
-def make_input(kind: str, **kwargs: Any) -> ConditionInput:
-    """Build the input adapter for one modality kind ("text" needs `tokenizer`)."""
-    builders = {"text": TextInput, "mask": MaskInput}
-    if kind not in builders:
-        raise ValueError(f"unknown condition kind {kind!r}; known kinds: {', '.join(builders)}")
-    return builders[kind](**kwargs)
+@dataclass
+class AttributeInput:
+    """Binary attributes -> 0/1 vectors [B, K] in the order of `names`.
+
+    One condition is a comma-separated string of the attributes that hold ("male, smiling"; "" or
+    "none" = none of them), a {name: bool} dict (absent names = false), or a 0/1 vector of length K.
+    A batch is a list of those, or a [B, K] array.
+    """
+
+    names: tuple[str, ...]
+    kind: str = "attributes"
+
+    def _index(self, name: str) -> int:
+        key = name.strip().lower().replace(" ", "_").replace("-", "_")
+        if key not in self.names:
+            raise ConditionError(f"unknown attribute {name.strip()!r}; known: {', '.join(self.names)}")
+        return self.names.index(key)
+
+    def _one(self, raw: Any) -> torch.Tensor:
+        k = len(self.names)
+        vec = torch.zeros(k)
+        if isinstance(raw, str):
+            items = [s for s in re.split(r"[,;\n]", raw) if s.strip()]
+            if [s.strip().lower() for s in items] == ["none"]:
+                items = []
+            for s in items:
+                vec[self._index(s)] = 1.0
+            return vec
+        if isinstance(raw, dict):
+            for name, value in raw.items():
+                vec[self._index(str(name))] = float(bool(value))
+            return vec
+        if isinstance(raw, (int, float, bool)):
+            raise ConditionError("an attribute condition is a whole vector, a string of names or a dict, "
+                                 "not a single number (a list of numbers is read as a batch)")
+        try:
+            vec = torch.as_tensor(np.asarray(raw, dtype=np.float32)).flatten()
+        except (TypeError, ValueError) as e:
+            raise ConditionError(f"cannot read an attribute condition from {type(raw).__name__}") from e
+        if vec.numel() != k:
+            raise ConditionError(f"an attribute vector needs {k} entries ({', '.join(self.names)}), got {vec.numel()}")
+        if not torch.all((vec == 0) | (vec == 1)):
+            raise ConditionError("attribute vectors must hold only 0 and 1")
+        return vec
+
+    def prepare(self, raws: Sequence[Any]) -> torch.Tensor:
+        rows = []
+        for raw in raws:
+            if isinstance(raw, (np.ndarray, torch.Tensor)) and raw.ndim == 2:
+                rows.extend(self._one(r) for r in raw)
+            else:
+                rows.append(self._one(raw))
+        return torch.stack(rows)
+
+    def describe(self, vec: torch.Tensor) -> str:
+        """The names that hold, comma-separated ("none" if none)."""
+        on = [n for n, v in zip(self.names, vec.tolist()) if v >= 0.5]
+        return ", ".join(on) or "none"
+
+
+@dataclass
+class JointInput:
+    """{part name: raw condition} -> {part name: encoder input} for a joint (multi-condition) encoder."""
+
+    parts: dict[str, ConditionInput]
+    kind: str = "joint"
+
+    def prepare(self, raws: Sequence[Any]) -> dict[str, torch.Tensor]:
+        for raw in raws:
+            if not isinstance(raw, dict):
+                raise ConditionError(f"a joint condition is a dict with {', '.join(self.parts)}, got {type(raw).__name__}")
+            missing = [k for k in self.parts if k not in raw]
+            if missing:
+                raise ConditionError(f"a joint condition needs every one of {', '.join(self.parts)}; missing {', '.join(missing)}")
+            unknown = [k for k in raw if k not in self.parts]
+            if unknown:
+                raise ConditionError(f"unknown parts {', '.join(map(str, unknown))} of a joint condition; "
+                                     f"it takes {', '.join(self.parts)}")
+        return {k: adapter.prepare([raw[k] for raw in raws]) for k, adapter in self.parts.items()}
+
+
+def input_for(kind: str, encoder_config: Any, tokenizer: WordPieceTokenizer | None = None) -> ConditionInput | None:
+    """The input adapter of a modality of `kind`; None for text when no tokenizer is available."""
+    if kind == "text":
+        return TextInput(tokenizer) if tokenizer is not None else None
+    if kind in ("mask", "mask_grid"):
+        return MaskInput(kind=kind)
+    if kind == "attributes":
+        return AttributeInput(tuple(encoder_config.names))
+    if kind == "joint":
+        parts = {p.name: input_for(p.kind, p.encoder, tokenizer) for p in encoder_config.parts}
+        return None if any(a is None for a in parts.values()) else JointInput(parts)
+    raise ValueError(f"unknown condition kind {kind!r}; known kinds: text, mask, mask_grid, attributes, joint")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from collab.encoders import MaskEncoderConfig, TextEncoderConfig
+from collab.encoders import ENCODER_KINDS, EncoderPart, JointEncoderConfig, MaskEncoderConfig, TextEncoderConfig
 from collab.unet import UNetConfig
 from collab.vae import VAEConfig
 
@@ -25,9 +25,9 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 @dataclass(frozen=True)
 class ModalityConfig:
     name: str  # our name: "mask", "text", ...
-    kind: str  # input kind, see collab.conditions: "mask" | "text"
+    kind: str  # condition kind, see collab.encoders.ENCODER_KINDS: "mask" | "text" | "attributes" | ...
     collaborator: UNetConfig
-    encoder: TextEncoderConfig | MaskEncoderConfig
+    encoder: Any  # the config class of ENCODER_KINDS[kind]
     diffuser: UNetConfig | None = None
     layout: bool = False  # decayed and boosted by the official rule (the mask branch)
     official_name: str | None = None  # branch name in official checkpoints: "seg_mask", "text"
@@ -75,11 +75,17 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def _encoder_config(kind: str, data: dict[str, Any]) -> TextEncoderConfig | MaskEncoderConfig:
-    classes = {"text": TextEncoderConfig, "mask": MaskEncoderConfig}
-    if kind not in classes:
-        raise ValueError(f"unknown modality kind {kind!r}; known: {sorted(classes)}")
-    return _build(classes[kind], data)
+def _encoder_config(kind: str, data: dict[str, Any]) -> Any:
+    if kind not in ENCODER_KINDS:
+        raise ValueError(f"unknown modality kind {kind!r}; known: {sorted(ENCODER_KINDS)}")
+    if kind == "joint":  # nested: each part names its own kind and encoder fields
+        parts = []
+        for p in data.get("parts", ()):
+            p = dict(p)
+            p["encoder"] = _encoder_config(p["kind"], p["encoder"])
+            parts.append(_build(EncoderPart, p))
+        return JointEncoderConfig(parts=tuple(parts))
+    return _build(ENCODER_KINDS[kind][0], data)
 
 
 def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:

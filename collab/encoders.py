@@ -1,4 +1,5 @@
-"""Condition encoders: text (BERT-style transformer trained with the LDM) and segmentation mask.
+"""Condition encoders: text (BERT-style transformer trained with the LDM), segmentation mask,
+binary attributes, and a joint encoder that concatenates several of them.
 
 Each maps a raw condition to cross-attention context [B, L, context_dim]. Module names follow the
 official `BERTEmbedder` (x-transformers `TransformerWrapper`) and `SegMaskEncoder` state_dicts.
@@ -6,6 +7,7 @@ official `BERTEmbedder` (x-transformers `TransformerWrapper`) and `SegMaskEncode
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -128,3 +130,143 @@ class MaskEncoder(nn.Module):
     def forward(self, onehot: torch.Tensor) -> torch.Tensor:
         return self.linear(onehot.to(self.linear.weight.dtype))
 
+
+
+@dataclass(frozen=True)
+class AttributeEncoderConfig:
+    """Binary attributes (CelebA-style yes/no flags) -> `tokens` context tokens through an MLP,
+    as the attribute branch of Giambi & Lisanti's multi-condition LDM."""
+
+    names: tuple[str, ...] = ()  # attribute names, in the order of the input vector
+    context_dim: int = 640
+    hidden: int = 256
+    tokens: int = 8
+
+
+class AttributeEncoder(nn.Module):
+    """0/1 vectors [B, K] -> context [B, tokens, context_dim]."""
+
+    def __init__(self, cfg: AttributeEncoderConfig) -> None:
+        super().__init__()
+        if not cfg.names:
+            raise ValueError("an attribute encoder needs the attribute names (config field `names`)")
+        self.config = cfg
+        # inputs are mapped to {-1, +1} first, so "off" is as informative as "on" (CelebA's own coding)
+        self.mlp = nn.Sequential(nn.Linear(len(cfg.names), cfg.hidden), nn.SiLU(),
+                                 nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
+                                 nn.Linear(cfg.hidden, cfg.tokens * cfg.context_dim))
+
+    @property
+    def context_dim(self) -> int:
+        return self.config.context_dim
+
+    def forward(self, flags: torch.Tensor) -> torch.Tensor:
+        x = flags.to(self.mlp[0].weight.dtype) * 2 - 1
+        return self.mlp(x).view(len(x), self.config.tokens, self.config.context_dim)
+
+
+@dataclass(frozen=True)
+class GridMaskEncoderConfig:
+    """One-hot masks -> a grid of spatial tokens through a small residual conv net (the mask branch of
+    Giambi & Lisanti's multi-condition LDM keeps 8x8 spatial tokens), instead of one token per class."""
+
+    context_dim: int = 640
+    width: int = 64
+    grid: int = 8  # tokens per side
+    mask_embed_dim: int = 1024  # 32 x 32 label grid
+    num_classes: int = NUM_CLASSES
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
+                                  nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class GridMaskEncoder(nn.Module):
+    """One-hot masks [B, 19, 1024] -> context [B, grid*grid, context_dim]."""
+
+    def __init__(self, cfg: GridMaskEncoderConfig) -> None:
+        super().__init__()
+        side = int(round(cfg.mask_embed_dim ** 0.5))
+        if side * side != cfg.mask_embed_dim or side % cfg.grid:
+            raise ValueError(f"mask_embed_dim {cfg.mask_embed_dim} must be a square whose side divides by grid {cfg.grid}")
+        self.config, self.side = cfg, side
+        layers: list[nn.Module] = [nn.Conv2d(cfg.num_classes, cfg.width, 3, padding=1)]
+        size = side
+        while size > cfg.grid:
+            layers += [_ResBlock(cfg.width), nn.Conv2d(cfg.width, cfg.width, 3, stride=2, padding=1)]
+            size //= 2
+        layers += [_ResBlock(cfg.width), nn.GroupNorm(8, cfg.width), nn.SiLU(), nn.Conv2d(cfg.width, cfg.context_dim, 1)]
+        self.net = nn.Sequential(*layers)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.grid * cfg.grid, cfg.context_dim))
+
+    @property
+    def context_dim(self) -> int:
+        return self.config.context_dim
+
+    def forward(self, onehot: torch.Tensor) -> torch.Tensor:
+        x = onehot.to(self.pos.dtype).view(len(onehot), self.config.num_classes, self.side, self.side)
+        return self.net(x).flatten(2).transpose(1, 2) + self.pos
+
+
+@dataclass(frozen=True)
+class EncoderPart:
+    name: str  # key of this part's raw condition, e.g. "mask"
+    kind: str  # any encoder kind of ENCODER_KINDS except "joint"
+    encoder: Any
+
+
+@dataclass(frozen=True)
+class JointEncoderConfig:
+    """Several conditions through their own encoders, tokens concatenated: one context for a model
+    trained on all of them at once (the jointly trained multi-condition LDM baseline)."""
+
+    parts: tuple[EncoderPart, ...] = ()
+
+
+class JointEncoder(nn.Module):
+    """{part name: encoder input} -> context [B, sum of the parts' tokens, context_dim]."""
+
+    def __init__(self, cfg: JointEncoderConfig) -> None:
+        super().__init__()
+        if not cfg.parts:
+            raise ValueError("a joint encoder needs at least one part")
+        self.config = cfg
+        self.parts = nn.ModuleDict({p.name: build_encoder(p.kind, p.encoder) for p in cfg.parts})
+        dims = {enc.context_dim for enc in self.parts.values()}
+        if len(dims) != 1:
+            raise ValueError(f"joint encoder parts must share one context width, got {sorted(dims)}")
+
+    @property
+    def context_dim(self) -> int:
+        return next(iter(self.parts.values())).context_dim
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        missing = [k for k in self.parts if k not in inputs]
+        if missing:
+            raise KeyError(f"joint encoder inputs missing {missing}")
+        return torch.cat([enc(inputs[k]) for k, enc in self.parts.items()], dim=1)
+
+
+# kind -> (config class, module class); a modality's kind picks its encoder and its input adapter
+ENCODER_KINDS: dict[str, tuple[type, type]] = {
+    "text": (TextEncoderConfig, TextEncoder),
+    "mask": (MaskEncoderConfig, MaskEncoder),
+    "mask_grid": (GridMaskEncoderConfig, GridMaskEncoder),
+    "attributes": (AttributeEncoderConfig, AttributeEncoder),
+    "joint": (JointEncoderConfig, JointEncoder),
+}
+
+
+def build_encoder(kind: str, cfg: Any) -> nn.Module:
+    if kind not in ENCODER_KINDS:
+        raise ValueError(f"unknown condition kind {kind!r}; known kinds: {', '.join(ENCODER_KINDS)}")
+    cfg_cls, module_cls = ENCODER_KINDS[kind]
+    if not isinstance(cfg, cfg_cls):
+        raise TypeError(f"kind {kind!r} needs a {cfg_cls.__name__}, got {type(cfg).__name__}")
+    return module_cls(cfg)

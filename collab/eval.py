@@ -22,7 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from collab.evaluator import Evaluator, attribute_targets, confusion, diversity, frechet_distance, miou, pixel_accuracy
+from collab.evaluator import (CAPTION_HEADS, Evaluator, attribute_targets, binary_attributes, confusion, diversity,
+                              frechet_distance, miou, pixel_accuracy)
 from collab.influence import RegionAccumulator, layout_first_score
 from collab.model import CollaborativeModel
 from collab.pipeline import generate
@@ -35,15 +36,48 @@ class Method:
     name: str
     modalities: tuple[str, ...]
     mode: str = "collaborative"
+    model: str = "main"  # which of the evaluated models samples this row ("main", "joint", ...)
+
+
+def paper_pair(model: CollaborativeModel) -> tuple[str, ...]:
+    """The paper's two modalities (a mask-kind and a text-kind one) when the model has both, else all."""
+    kinds = {m.kind: m.name for m in reversed(model.config.modalities)}
+    pair = tuple(n for n in model.names if n in (kinds.get("mask"), kinds.get("text")))
+    return pair if len(pair) == 2 else tuple(model.names)
 
 
 def default_methods(model: CollaborativeModel) -> list[Method]:
-    """Each modality alone, then all of them composable / collaborative / the two ablations."""
-    names = tuple(model.names)
-    rows = [Method(f"{n} only", (n,)) for n in names]
-    if len(names) > 1:
-        rows += [Method("composable", names, "composable"), Method("collaborative", names),
-                 Method("w/o spatial", names, "no_spatial"), Method("w/o temporal", names, "no_temporal")]
+    """Each modality alone, then the paper's pair composable / collaborative / the two ablations
+    (named without suffix: the paper's table)."""
+    pair = paper_pair(model)
+    rows = [Method(f"{n} only", (n,)) for n in pair]
+    if len(pair) > 1:
+        rows += [Method("composable", pair, "composable"), Method("collaborative", pair),
+                 Method("w/o spatial", pair, "no_spatial"), Method("w/o temporal", pair, "no_temporal")]
+    return rows
+
+
+def beyond_two_methods(model: CollaborativeModel, joint: CollaborativeModel | None = None) -> list[Method]:
+    """Rows of the "beyond two modalities" table: the modalities outside the paper's pair alone, each
+    of them with the mask (composable and collaborative), all modalities together, and the jointly
+    trained model on its own conditions."""
+    pair = paper_pair(model)
+    extra = [n for n in model.names if n not in pair]
+    if not extra:
+        return []
+    mask = next((m.name for m in model.config.modalities if m.kind == "mask"), None)
+    rows = [Method(f"{n} only", (n,)) for n in extra]
+    for n in extra:
+        if mask:
+            both = tuple(x for x in model.names if x in (mask, n))
+            rows += [Method(f"composable ({' + '.join(both)})", both, "composable"),
+                     Method(f"collaborative ({' + '.join(both)})", both)]
+    everything = tuple(model.names)
+    rows += [Method(f"composable ({' + '.join(everything)})", everything, "composable"),
+             Method(f"collaborative ({' + '.join(everything)})", everything)]
+    if joint is not None:
+        parts = tuple(p.name for p in joint.config.modalities[0].encoder.parts)
+        rows.append(Method(f"joint LDM ({' + '.join(parts)})", joint.names, "collaborative", "joint"))
     return rows
 
 
@@ -84,6 +118,7 @@ class HeldOut:
     captions: list[str]  # training phrasings
     paraphrases: list[str]  # held-out phrasings
     targets: dict[str, np.ndarray]  # classifier head -> class index per face
+    flags: np.ndarray  # [N, K] binary attributes (BINARY_ATTRIBUTES order)
 
 
 def held_out_pairs(n: int, size: int, world_seed: int = HELDOUT_WORLD) -> HeldOut:
@@ -96,20 +131,34 @@ def held_out_pairs(n: int, size: int, world_seed: int = HELDOUT_WORLD) -> HeldOu
             for i, f in enumerate(faces)]
     targets = [attribute_targets(f.attributes) for f in faces]
     return HeldOut(np.stack([f.image for f in faces]), np.stack([f.labels for f in faces]),
-                   [f.caption for f in faces], para, {k: np.array([t[k] for t in targets]) for k in targets[0]})
+                   [f.caption for f in faces], para, {k: np.array([t[k] for t in targets]) for k in targets[0]},
+                   np.stack([f.attributes.to_binary_vector() for f in faces]))
+
+
+def _raw_conditions(kind: str, encoder_config, data: HeldOut, idx: np.ndarray, paraphrase: bool) -> list:
+    if kind == "text":
+        return [(data.paraphrases if paraphrase else data.captions)[i] for i in idx]
+    if kind in ("mask", "mask_grid"):
+        return [data.labels[i] for i in idx]
+    if kind == "attributes":
+        from collab.data.faceworld import BINARY_ATTRIBUTES
+
+        if tuple(encoder_config.names) != BINARY_ATTRIBUTES:
+            raise ValueError(f"the evaluation has face-world attributes {BINARY_ATTRIBUTES}, the model "
+                             f"expects {encoder_config.names}")
+        return [data.flags[i] for i in idx]
+    if kind == "joint":
+        parts = {p.name: _raw_conditions(p.kind, p.encoder, data, idx, paraphrase) for p in encoder_config.parts}
+        return [{k: v[j] for k, v in parts.items()} for j in range(len(idx))]
+    raise ValueError(f"the evaluation has no held-out conditions of kind {kind!r}")
 
 
 def conditions_for(model: CollaborativeModel, modalities, data: HeldOut, idx: np.ndarray, paraphrase: bool) -> dict:
     """Raw conditions of the pairs `idx` for the given modalities (by kind, not by name)."""
     out = {}
     for name in modalities:
-        kind = model.config.modality(name).kind
-        if kind == "text":
-            out[name] = [(data.paraphrases if paraphrase else data.captions)[i] for i in idx]
-        elif kind == "mask":
-            out[name] = [data.labels[i] for i in idx]
-        else:
-            raise ValueError(f"the evaluation has no held-out conditions of kind {kind!r} ({name})")
+        m = model.config.modality(name)
+        out[name] = _raw_conditions(m.kind, m.encoder, data, idx, paraphrase)
     return out
 
 
@@ -119,7 +168,7 @@ class Samples:
     seconds_per_image: float
 
 
-def sample_set(model, method: Method, data: HeldOut, cfg: EvalConfig, *, paraphrase: bool = False,
+def sample_set(model: CollaborativeModel, method: Method, data: HeldOut, cfg: EvalConfig, *, paraphrase: bool = False,
                sampler: SamplerSetting | None = None, n: int | None = None,
                callback: RegionAccumulator | None = None, progress: Callable[[str], None] = print) -> Samples:
     n = len(data.captions) if n is None else n
@@ -145,9 +194,23 @@ def mask_metrics(ev: Evaluator, images: np.ndarray, labels: np.ndarray) -> dict[
 
 
 def attribute_metrics(ev: Evaluator, images: np.ndarray, targets: dict[str, np.ndarray], prefix: str = "") -> dict:
+    """Accuracy of the caption's attributes (gender, age level, beard level) and their mean."""
     preds = ev.attributes(images)
-    acc = {f"{prefix}acc_{k}": float((preds[k] == targets[k]).mean()) for k in targets}
+    acc = {f"{prefix}acc_{k}": float((preds[k] == targets[k]).mean()) for k in CAPTION_HEADS if k in preds}
     return acc | {f"{prefix}acc_mean": float(np.mean(list(acc.values())))}
+
+
+def flag_metrics(ev: Evaluator, images: np.ndarray, flags: np.ndarray) -> dict:
+    """Accuracy of the binary attributes (the attribute modality's condition): the mean over all of
+    them, and over those a mask cannot show (gender, age bins, beard, smiling)."""
+    from collab.data.faceworld import BINARY_ATTRIBUTES
+
+    if "smiling" not in ev.classifier.config.heads:  # an evaluator trained before the attribute heads
+        return {}
+    hit = binary_attributes(ev.attributes(images)) == flags
+    hidden = [BINARY_ATTRIBUTES.index(k) for k in ("male", "young", "old", "beard", "smiling")]
+    return {"flag_acc": float(hit.mean()), "flag_acc_unmasked": float(hit[:, hidden].mean()),
+            **{f"flag_{k}": float(hit[:, j].mean()) for j, k in enumerate(BINARY_ATTRIBUTES)}}
 
 
 def chunks(fn, images: np.ndarray, size: int = 64) -> np.ndarray:
@@ -161,39 +224,69 @@ class EvalReport:
     influence: dict = field(default_factory=dict)
     samplers: dict[str, dict[str, float]] = field(default_factory=dict)
     real: dict[str, float] = field(default_factory=dict)
+    sections: dict[str, list[str]] = field(default_factory=dict)  # table title -> its row names
+
+
+def training_hours(method: Method, model: CollaborativeModel, stage_seconds: dict[str, float] | None) -> float:
+    """Wall hours on the training machine of the stages a method uses: its collaborators (or the joint
+    LDM), plus the dynamic diffusers when it mixes by learned weights. The shared VAE is left out."""
+    if not stage_seconds:
+        return float("nan")
+    stages = [f"ldm_{n}" for n in method.modalities]
+    if len(method.modalities) > 1 and method.mode != "composable":
+        stages.append("diffusers")
+    if any(st not in stage_seconds for st in stages):
+        return float("nan")
+    return sum(stage_seconds[st] for st in stages) / 3600
 
 
 def evaluate(model: CollaborativeModel, ev: Evaluator, cfg: EvalConfig, methods: list[Method] | None = None,
-             progress: Callable[[str], None] = print) -> tuple[EvalReport, dict[str, np.ndarray]]:
-    """Run every method on the held-out pairs; returns the report and the samples (for figures)."""
-    methods = methods or default_methods(model)
+             progress: Callable[[str], None] = print, extra_models: dict[str, CollaborativeModel] | None = None,
+             sections: dict[str, list[Method]] | None = None,
+             stage_seconds: dict[str, dict[str, float]] | None = None) -> tuple[EvalReport, dict[str, np.ndarray]]:
+    """Run every method on the held-out pairs; returns the report and the samples (for figures).
+
+    `sections` groups methods into tables (default: one, the paper's); `extra_models` are the models
+    that rows with `Method.model` other than "main" sample from (e.g. the joint baseline);
+    `stage_seconds` (per model key, from each model's training.json) gives the training-cost column.
+    """
+    models = {"main": model, **(extra_models or {})}
+    if sections is None:
+        sections = {"paper": methods or default_methods(model)}
+    methods = [m for ms in sections.values() for m in ms]
     size = model.config.image_size
     data = held_out_pairs(max(cfg.n, cfg.diversity_pairs), size)
     targets = {k: v[:cfg.n] for k, v in data.targets.items()}
     labels = data.labels[:cfg.n]
     real_feats = chunks(ev.features, data.images[:cfg.n])
-    report = EvalReport(config=asdict(cfg) | {"model": model.config.name, "methods": [asdict(m) for m in methods]})
-    report.real = mask_metrics(ev, data.images[:cfg.n], labels) | attribute_metrics(ev, data.images[:cfg.n], targets)
+    flags = data.flags[:cfg.n]
+    report = EvalReport(config=asdict(cfg) | {"model": model.config.name, "methods": [asdict(m) for m in methods],
+                                              "models": {k: v.config.name for k, v in models.items()}},
+                        sections={title: [m.name for m in ms] for title, ms in sections.items()})
+    report.real = (mask_metrics(ev, data.images[:cfg.n], labels) | attribute_metrics(ev, data.images[:cfg.n], targets)
+                   | flag_metrics(ev, data.images[:cfg.n], flags))
     progress(f"real renders: parser mIoU {report.real['miou']:.3f}, attribute accuracy {report.real['acc_mean']:.3f}")
-    text_kinds = {n for n in model.names if model.config.modality(n).kind == "text"}
     gallery: dict[str, np.ndarray] = {}
     for m in methods:
+        net = models[m.model]
         acc = RegionAccumulator() if len(m.modalities) > 1 and m.mode != "composable" else None
-        s = sample_set(model, m, data, cfg, n=cfg.n, callback=acc, progress=progress)
-        row = mask_metrics(ev, s.images, labels) | attribute_metrics(ev, s.images, targets)
-        if text_kinds & set(m.modalities):
-            para = sample_set(model, m, data, cfg, paraphrase=True, n=cfg.n, progress=progress)
+        s = sample_set(net, m, data, cfg, n=cfg.n, callback=acc, progress=progress)
+        row = (mask_metrics(ev, s.images, labels) | attribute_metrics(ev, s.images, targets)
+               | flag_metrics(ev, s.images, flags))
+        if any(net.config.modality(n).kind == "text" for n in m.modalities):
+            para = sample_set(net, m, data, cfg, paraphrase=True, n=cfg.n, progress=progress)
             row |= attribute_metrics(ev, para.images, targets, prefix="para_")
         feats = chunks(ev.features, s.images)
         row["frechet"] = frechet_distance(feats, real_feats) if cfg.n > 2 else float("nan")
-        row["diversity"] = diversity_of(model, ev, m, data, cfg)
+        row["diversity"] = diversity_of(net, ev, m, data, cfg)
         row["seconds_per_image"] = s.seconds_per_image
+        row["train_hours"] = training_hours(m, net, (stage_seconds or {}).get(m.model))
         report.rows[m.name] = row
         gallery[m.name] = s.images[:8]
         if acc is not None and acc.sums:
             report.influence[m.name] = influence_summary(acc)
     if cfg.sampler_study and len(model.names) > 1:
-        collab_method = Method("collaborative", tuple(model.names))
+        collab_method = Method("collaborative", paper_pair(model))
         n = min(cfg.sampler_n, cfg.n)
         for st in SAMPLER_STUDY:
             steps = min(st.steps, cfg.steps) if cfg.steps < 20 else st.steps  # small-N runs shrink everything
@@ -343,6 +436,11 @@ def evaluate_edits(model: CollaborativeModel, ev: Evaluator, n: int = 10, settin
 COLUMNS = (("miou", "mask mIoU"), ("pixel_acc", "pixel acc"), ("acc_mean", "attr acc"), ("acc_age", "age"),
            ("acc_beard", "beard"), ("acc_gender", "gender"), ("para_acc_mean", "attr acc (paraphrases)"),
            ("frechet", "Frechet"), ("diversity", "diversity"), ("seconds_per_image", "s/image"))
+BEYOND_COLUMNS = (("miou", "mask mIoU"), ("pixel_acc", "pixel acc"), ("flag_acc", "attribute acc (12 flags)"),
+                  ("flag_acc_unmasked", "attribute acc (gender, age, beard, smiling)"), ("acc_mean", "caption attr acc"),
+                  ("frechet", "Frechet"), ("diversity", "diversity"), ("train_hours", "training h (2 CPU cores)"),
+                  ("seconds_per_image", "s/image"))
+SECTION_COLUMNS = {"paper": COLUMNS, "beyond two modalities": BEYOND_COLUMNS}
 
 
 def _fmt(v) -> str:
@@ -355,11 +453,16 @@ def markdown(report: EvalReport) -> str:
     lines = [f"Model `{report.config['model']}`, {report.config['n']} held-out pairs, {report.config['sampler']} "
              f"{report.config['steps']} steps (eta {report.config['eta']}), rule "
              f"{report.config['rule'] or 'model default'}.", "",
-             "| method | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    real = report.real
-    lines.append("| real renders | " + " | ".join(_fmt(real.get(k)) for k, _ in COLUMNS) + " |")
-    for name, row in report.rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k)) for k, _ in COLUMNS) + " |")
+             ]
+    sections = report.sections or {"paper": list(report.rows)}
+    for title, names in sections.items():
+        cols = SECTION_COLUMNS.get(title, COLUMNS)
+        if title != "paper":
+            lines += ["", f"**{title.capitalize()}**", ""]
+        lines += ["| method | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        lines.append("| real renders | " + " | ".join(_fmt(report.real.get(k)) for k, _ in cols) + " |")
+        for name in names:
+            lines.append(f"| {name} | " + " | ".join(_fmt(report.rows[name].get(k)) for k, _ in cols) + " |")
     if report.influence:
         lines += ["", "| method | modality | layout-first score (corr(t, share)) | share at first step | "
                   "share at last step | boundary - interior |", "|---|---|---|---|---|---|"]
@@ -424,9 +527,10 @@ def plot_samples(gallery: dict[str, np.ndarray], path: Path, per_row: int = 6) -
 
 def write_outputs(report: EvalReport, gallery: dict[str, np.ndarray], out: Path, inputs: HeldOut | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    files = [out / "results.json", out / "results.md"]
+    files = [out / "results.json", out / "results.md", out / "gallery.npz"]
     files[0].write_text(json.dumps(asdict(report), indent=1))
     files[1].write_text(markdown(report))
+    np.savez_compressed(files[2], **gallery)  # the samples shown, so a later --only run can add rows
     if inputs is not None:
         from collab.masks import colorize
 
@@ -438,6 +542,47 @@ def write_outputs(report: EvalReport, gallery: dict[str, np.ndarray], out: Path,
     if p:
         files.append(p)
     return files
+
+
+def merge_reports(previous: dict, new: EvalReport, sections: dict[str, list[Method]]) -> EvalReport:
+    """`new`'s rows added to (or replacing) those of a previous results.json of the same settings."""
+    settings = ("n", "steps", "eta", "sampler", "rule", "seed", "batch_size", "diversity_pairs", "diversity_samples")
+    differ = [k for k in settings if previous["config"].get(k) != new.config.get(k)]
+    if differ:
+        raise SystemExit(f"cannot merge into results made with other settings: {', '.join(differ)} differ")
+    rows = previous["rows"] | new.rows
+    order = {t: [m.name for m in ms if m.name in rows] for t, ms in sections.items()}
+    config = previous["config"] | {"merged_rows": sorted(new.rows)}
+    return EvalReport(config, rows, previous.get("influence", {}) | new.influence, previous.get("samplers", {}),
+                      previous.get("real", {}), {t: names for t, names in order.items() if names})
+
+
+def _model_dir(source: str) -> Path | None:
+    from collab.registry import MODELS, checkpoints_dir
+
+    path = Path(source)
+    if path.is_dir():
+        return path
+    if source in MODELS and (checkpoints_dir() / source).is_dir():
+        return checkpoints_dir() / source
+    return None
+
+
+def _try_load(source: str) -> CollaborativeModel | None:
+    from collab.registry import load_model
+
+    if source == "none" or _model_dir(source) is None:
+        return None
+    return load_model(source)
+
+
+def stage_seconds_of(source: str) -> dict[str, float] | None:
+    """Per-stage training seconds recorded in a model directory's training.json (None if absent)."""
+    d = _model_dir(source)
+    f = d / "training.json" if d else None
+    if f is None or not f.exists():
+        return None
+    return json.loads(f.read_text()).get("stage_seconds")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -455,6 +600,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--diversity-pairs", type=int, default=8)
     ap.add_argument("--no-sampler-study", action="store_true")
     ap.add_argument("--sampler-n", type=int, default=40)
+    ap.add_argument("--joint", default="joint", help="the jointly trained baseline (name or directory) for the "
+                    "'beyond two modalities' table, used when present; 'none' to skip")
+    ap.add_argument("--no-beyond", action="store_true", help="only the paper's table (mask + text)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="ROW",
+                    help="run only these rows (exact names) and merge them into an existing results.json in --out "
+                         "with the same settings, e.g. a row whose model was trained later")
     ap.add_argument("--edits", type=int, default=0, help="also evaluate this many edits (fast preset)")
     ap.add_argument("--only-edits", action="store_true", help="skip the generation table")
     args = ap.parse_args(argv)
@@ -478,9 +629,36 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(res["summary"], indent=1))
     if args.only_edits:
         return
+    extra, sections = {}, {"paper": default_methods(model)}
+    if not args.no_beyond:
+        joint = _try_load(args.joint)
+        if joint is not None:
+            extra["joint"] = joint
+        beyond = beyond_two_methods(model, joint)
+        if beyond:
+            sections["beyond two modalities"] = beyond
+    seconds = {k: stage_seconds_of(src) for k, src in (("main", args.model), ("joint", args.joint))}
+    previous = None
+    if args.only:
+        known = {m.name for ms in sections.values() for m in ms}
+        unknown = sorted(set(args.only) - known)
+        if unknown:
+            ap.error(f"unknown rows {unknown}; rows are: {', '.join(sorted(known))}")
+        if (args.out / "results.json").exists():
+            previous = json.loads((args.out / "results.json").read_text())
+        cfg.sampler_study = False
+    run_sections = {t: [m for m in ms if not args.only or m.name in args.only] for t, ms in sections.items()}
     t0 = time.time()
-    report, gallery = evaluate(model, ev, cfg)
+    report, gallery = evaluate(model, ev, cfg, sections={t: ms for t, ms in run_sections.items() if ms},
+                               extra_models=extra, stage_seconds=seconds)
     report.config["wall_seconds"] = round(time.time() - t0, 1)
+    if previous is not None:
+        report = merge_reports(previous, report, sections)
+        if (args.out / "gallery.npz").exists():
+            with np.load(args.out / "gallery.npz") as old:
+                gallery = {k: old[k] for k in old.files} | gallery
+        order = [n for names in report.sections.values() for n in names]
+        gallery = {k: gallery[k] for k in order if k in gallery}
     files = write_outputs(report, gallery, args.out, held_out_pairs(8, model.config.image_size))
     print(markdown(report))
     print("wrote " + ", ".join(str(f) for f in files))

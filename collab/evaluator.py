@@ -17,13 +17,28 @@ from torch import nn
 
 from collab.classes import NUM_CLASSES
 
-# Heads of the attribute classifier: what a face-world caption states (gender, age level, beard level).
-ATTRIBUTE_HEADS = {"gender": 2, "age": 6, "beard": 5}
+# Heads of the attribute classifier: what a face-world caption states (gender, age level, beard level),
+# then the yes/no attributes of the attribute modality that the caption does not carry.
+CAPTION_HEADS = {"gender": 2, "age": 6, "beard": 5}
+FLAG_HEADS = ("smiling", "mouth_open", "bangs", "eyeglasses", "hat", "earrings", "necklace", "bald")
+ATTRIBUTE_HEADS = CAPTION_HEADS | {k: 2 for k in FLAG_HEADS}
 
 
 def attribute_targets(attrs) -> dict[str, int]:
     """Class indices of the classifier heads for one face-world attribute record."""
-    return {"gender": int(attrs.gender == "man"), "age": int(attrs.age), "beard": int(attrs.beard)}
+    flags = {k: int(getattr(attrs, k)) for k in FLAG_HEADS if k != "bald"}
+    return {"gender": int(attrs.gender == "man"), "age": int(attrs.age), "beard": int(attrs.beard),
+            **flags, "bald": int(attrs.hair_style == "bald")}
+
+
+def binary_attributes(preds: dict[str, np.ndarray]) -> np.ndarray:
+    """Head predictions -> [N, len(BINARY_ATTRIBUTES)] 0/1 vectors in the order of the face world's
+    attribute modality (same thresholds as `FaceAttributes.to_binary_vector`)."""
+    from collab.data.faceworld import BINARY_ATTRIBUTES
+
+    derived = {"male": preds["gender"] == 1, "young": preds["age"] <= 1, "old": preds["age"] >= 4,
+               "beard": preds["beard"] >= 1}
+    return np.stack([derived[k] if k in derived else preds[k] == 1 for k in BINARY_ATTRIBUTES], 1).astype(np.float32)
 
 # ---------------------------------------------------------------- networks
 

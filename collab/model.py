@@ -10,15 +10,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from collab.conditions import ConditionInput, make_input
+from collab.conditions import ConditionInput, input_for
 from collab.config import ModelConfig
-from collab.encoders import MaskEncoder, TextEncoder
+from collab.encoders import build_encoder
 from collab.schedule import DiffusionSchedule
 from collab.tokenizer import WordPieceTokenizer
 from collab.unet import UNetModel
 from collab.vae import AutoencoderKL
-
-_ENCODERS = {"text": TextEncoder, "mask": MaskEncoder}
 
 
 def native_low_precision(dtype: torch.dtype, device: torch.device) -> bool:
@@ -38,10 +36,11 @@ class CollaborativeModel(nn.Module):
         self.config = cfg
         self.vae = AutoencoderKL(cfg.vae)
         self.collaborators = nn.ModuleDict({m.name: UNetModel(m.collaborator) for m in cfg.modalities})
-        self.encoders = nn.ModuleDict({m.name: _ENCODERS[m.kind](m.encoder) for m in cfg.modalities})
+        self.encoders = nn.ModuleDict({m.name: build_encoder(m.kind, m.encoder) for m in cfg.modalities})
         self.diffusers = nn.ModuleDict({m.name: UNetModel(m.diffuser) for m in cfg.modalities if m.diffuser})
         self.schedule = DiffusionSchedule.linear(cfg.timesteps, cfg.linear_start, cfg.linear_end)
         self.inputs: dict[str, ConditionInput] = {}
+        self.tokenizer: WordPieceTokenizer | None = None  # kept so save_pretrained can write its vocabulary
         self.tracing = False  # see enable_tracing
         self._traced: dict[tuple, torch.jit.ScriptModule] = {}
 
@@ -49,12 +48,11 @@ class CollaborativeModel(nn.Module):
 
     def attach_tokenizer(self, tokenizer: WordPieceTokenizer | None) -> CollaborativeModel:
         """Set up the raw-input adapters (the text ones need a tokenizer, read from disk by the loader)."""
+        self.tokenizer = tokenizer
         for m in self.config.modalities:
-            if m.kind == "text":
-                if tokenizer is not None:
-                    self.inputs[m.name] = make_input("text", tokenizer=tokenizer)
-            else:
-                self.inputs[m.name] = make_input(m.kind)
+            adapter = input_for(m.kind, m.encoder, tokenizer)
+            if adapter is not None:
+                self.inputs[m.name] = adapter
         return self
 
     @property
@@ -65,13 +63,14 @@ class CollaborativeModel(nn.Module):
     def device(self) -> torch.device:
         return self.vae.quant_conv.weight.device
 
-    def prepare(self, name: str, raws: Sequence[Any]) -> torch.Tensor:
+    def prepare(self, name: str, raws: Sequence[Any]) -> torch.Tensor | dict[str, torch.Tensor]:
         """Raw conditions of one modality -> encoder input on the model's device."""
         if name not in self.inputs:
             raise ValueError(f"modality {name!r} has no input adapter"
                              + (" (no tokenizer vocabulary was found)" if name in self.names else
                                 f"; this model has {', '.join(self.names)}"))
-        return self.inputs[name].prepare(raws).to(self.device)
+        x = self.inputs[name].prepare(raws)
+        return {k: v.to(self.device) for k, v in x.items()} if isinstance(x, dict) else x.to(self.device)
 
     @torch.no_grad()
     def encode_condition(self, name: str, raws: Sequence[Any]) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Where model sets live, which are present, and one `load_model` for all of them.
 
 Known sets: the embedded demo (`checkpoints/demo/`, trained by this project, always present in a
-checkout) and the official 256/512 releases (files the user places in `checkpoints/`; never
+checkout), the jointly trained baseline beside it (`checkpoints/joint/`), and the official 256/512 releases (files the user places in `checkpoints/`; never
 downloaded). `COLLAB_CHECKPOINTS` points elsewhere.
 """
 from __future__ import annotations
@@ -47,6 +47,8 @@ class ModelEntry:
 
 MODELS = {
     "demo": ModelEntry("demo", "embedded face-world demo (128x128, trained on CPU by this project)", ("demo",)),
+    "joint": ModelEntry("joint", "baseline: one LDM trained on attributes + mask at once (face world, 128x128)",
+                        ("joint",)),
     **{f"official_{r}": ModelEntry(
         f"official_{r}", f"official Collaborative Diffusion {r}x{r} (CelebA-HQ)",
         (f"{r}_codiff_mask_text.ckpt",), alternatives=((f"{r}_text.ckpt", f"{r}_mask.ckpt"), (f"{r}_text.ckpt",),
@@ -76,6 +78,6 @@ def load_model(source: str | Path = DEFAULT_MODEL, *, ckpt: list[str | Path] | N
     if files is None:
         raise FileNotFoundError(f"model {entry.name} is not installed: put {', '.join(entry.files)} in {root} "
                                 "(see README, 'Official checkpoints')")
-    if entry.name == "demo":
+    if (root / files[0]).is_dir():  # our own format (demo, joint)
         return load_pretrained(root / files[0], **kw)
     return load_official([root / f for f in files], config or entry.name, trusted=trusted, **kw)

@@ -258,6 +258,14 @@ class WordPieceTokenizer:
                           "token ids", stacklevel=2)
         return cls(read_vocab(vocab_path))
 
+    def save_vocab(self, path: str | os.PathLike) -> Path:
+        """Write vocab.txt, one token per line at its id (a gap left by a repeated token gets a
+        placeholder, so every id stays where it was)."""
+        lines = [self.id_to_token.get(i, f"[unused-gap-{i}]") for i in range(max(self.id_to_token) + 1)]
+        path = Path(path)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
     @property
     def vocab_size(self) -> int:
         return len(self.id_to_token)

@@ -189,17 +189,45 @@ def mask_preview(value: Any) -> np.ndarray | None:
     return None if labels is None else colorize(labels)
 
 
-def conditions_from(model: CollaborativeModel, text: str | None, mask: np.ndarray | None) -> dict:
-    """The raw conditions for the model's modalities, by kind (text, mask)."""
-    conds = {}
+def read_attributes(ticked: Any) -> list[str] | None:
+    """The attribute picker's value -> the names that hold ([] = none of them), or None when the
+    page sends no attribute condition (its "condition on attributes" box is off)."""
+    if ticked is None:
+        return None
+    if isinstance(ticked, str):
+        ticked = [t for t in ticked.split(",") if t.strip()]
+    return [str(t).strip() for t in ticked]
+
+
+def _raw_for(kind: str, encoder: Any, given: dict[str, Any]) -> Any:
+    """The user's condition for a modality (or joint part) of `kind`, or None when not given."""
+    if kind == "joint":
+        parts = {p.name: _raw_for(p.kind, p.encoder, given) for p in encoder.parts}
+        return None if any(v is None for v in parts.values()) else parts
+    return given.get("mask" if kind == "mask_grid" else kind)
+
+
+def conditions_from(model: CollaborativeModel, text: str | None, mask: np.ndarray | None,
+                    attributes: list[str] | None = None) -> dict:
+    """The raw conditions for the model's modalities, matched by kind (text, mask, attributes; a
+    joint modality when every one of its parts is given)."""
+    given = {"text": text, "mask": mask, "attributes": None if attributes is None else ", ".join(attributes) or "none"}
+    conds, used = {}, set()
     for m in model.config.modalities:
-        if m.kind == "text" and text is not None:
-            conds[m.name] = text
-        elif m.kind == "mask" and mask is not None:
-            conds[m.name] = mask
+        raw = _raw_for(m.kind, m.encoder, given)
+        if raw is not None:
+            conds[m.name] = raw
+            used |= {m.kind} if m.kind != "joint" else {p.kind for p in m.encoder.parts}
+    used |= {"mask"} if "mask_grid" in used else set()
+    unread = [k for k, v in given.items() if v is not None and k not in used]
+    if conds and unread:  # said, not silently dropped
+        warnings.warn(f"this model does not use the {' and the '.join(unread)} you gave "
+                      f"(it reads {', '.join(conds)}); {'they were' if len(unread) > 1 else 'it was'} ignored")
     if not conds:
-        kinds = " and/or ".join(sorted({m.kind for m in model.config.modalities}))
-        raise UserError(f"give a {kinds} condition: write a description or paint / upload a mask")
+        wants = [m.name if m.kind != "joint" else " + ".join(p.name for p in m.encoder.parts)
+                 for m in model.config.modalities]
+        raise UserError(f"give a condition this model reads ({' or '.join(wants)}): write a description, "
+                        "paint / upload a mask, or tick attributes")
     return conds
 
 
@@ -292,14 +320,14 @@ def for_display(image: np.ndarray, min_size: int = 256) -> np.ndarray:
 
 def generate_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
                     eta: Any, sampler: str, batch: Any, rule: str, preview_every: int | None = None,
-                    progress: Progress | None = None):
+                    progress: Progress | None = None, attributes: Any = None):
     """Yields (gallery, overlay, status) while sampling: previews of the predicted x0 every few
     steps, then the result (the same pixels as `collab.pipeline.generate` with that seed)."""
-    text, mask = read_text(text), read_mask(mask_value)
+    text, mask, attrs = read_text(text), read_mask(mask_value), read_attributes(attributes)
     steps, batch, eta = check_numbers(steps, batch, eta)
     seed = read_seed(seed)
     model = state.model(model_name)
-    conds = conditions_from(model, text, mask)
+    conds = conditions_from(model, text, mask, attrs)
     every = preview_every or max(1, steps // 8)
     progress = progress or _no_progress
 
@@ -354,25 +382,31 @@ def _decode_all(model: CollaborativeModel, latents: list[torch.Tensor], chunk: i
                                for i in range(0, len(latents), chunk)])
 
 
-def _all_modalities(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
-                    what: str) -> tuple[CollaborativeModel, dict, np.ndarray, int, int]:
-    """Validated inputs for views that need every modality: (model, conditions, mask, seed, steps)."""
-    text, mask = read_text(text), read_mask(mask_value)
+def _mixed_inputs(state: AppState, model_name: str, text: str, mask_value: Any, attributes: Any, seed: Any,
+                  steps: Any, what: str) -> tuple[CollaborativeModel, dict, np.ndarray | None, int, int]:
+    """Validated inputs for views that mix modalities: (model, conditions, mask, seed, steps)."""
+    text, mask, attrs = read_text(text), read_mask(mask_value), read_attributes(attributes)
     steps, _, _ = check_numbers(steps)
     seed = read_seed(seed)
     model = state.model(model_name)
-    conds = conditions_from(model, text, mask)
-    if len(conds) < len(model.names):
-        raise UserError(f"{what} needs every modality: give both a text and a mask")
+    if not model.diffusers:
+        raise UserError(f"model {model_name or state.default_model} is one network with no dynamic diffusers; "
+                        f"{what} needs a collaborative model (e.g. demo)")
+    conds = conditions_from(model, text, mask, attrs)
+    if len(conds) < 2:
+        raise UserError(f"{what} needs at least two modalities: give two or more of {', '.join(model.names)} "
+                        f"(got {', '.join(conds)} only)")
     return model, conds, mask, seed, steps
 
 
 def influence_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
-                     rule: str, mode: str = "collaborative", progress: Progress | None = None):
+                     rule: str, mode: str = "collaborative", progress: Progress | None = None,
+                     attributes: Any = None):
     """One generation with every step recorded. Yields status strings while it works, then
-    (InfluenceRun, result image, region plot): frames (maps | x_t | x0), a GIF, the plot."""
-    model, conds, mask, seed, steps = _all_modalities(state, model_name, text, mask_value, seed, steps,
-                                                      "the influence view")
+    (InfluenceRun, result image, region plot): frames (maps | x_t | x0), a GIF, the plot (per face
+    region when a mask was given)."""
+    model, conds, mask, seed, steps = _mixed_inputs(state, model_name, text, mask_value, attributes, seed, steps,
+                                                    "the influence view")
     progress = progress or _no_progress
 
     def work(report, cancelled):
@@ -409,8 +443,9 @@ def influence_stream(state: AppState, model_name: str, text: str, mask_value: An
         yield payload
 
 
-def region_plot(rec: StepRecorder, labels: np.ndarray, rule: str, mode: str):
-    """Mean weight of each modality per face region over sampling (matplotlib Figure)."""
+def region_plot(rec: StepRecorder, labels: np.ndarray | None, rule: str, mode: str):
+    """Mean weight of each modality per face region over sampling (matplotlib Figure); over the
+    whole image when no mask was given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -421,7 +456,10 @@ def region_plot(rec: StepRecorder, labels: np.ndarray, rule: str, mode: str):
     names = list(rec.influence)
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
-        r = region_influence(rec.influence_array(name), labels, rec.timesteps)
+        maps = rec.influence_array(name)
+        r = (region_influence(maps, labels, rec.timesteps) if labels is not None else
+             region_influence(maps, np.zeros(maps.shape[-2:], np.uint8), rec.timesteps,
+                              regions={"whole image": [0]}, with_boundary=False))
         for j, region in enumerate(r.regions):
             if np.isfinite(r.mean[:, j]).all():
                 dashed = region in ("boundaries", "interiors")
@@ -432,7 +470,8 @@ def region_plot(rec: StepRecorder, labels: np.ndarray, rule: str, mode: str):
         ax.set_ylabel(f"mean weight of {name}")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="best")
-    fig.suptitle(f"influence per face region — rule: {rule}, mode: {mode}")
+    where = "per face region" if labels is not None else "over the whole image (no mask given)"
+    fig.suptitle(f"influence {where} — rule: {rule}, mode: {mode}")
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -453,33 +492,60 @@ ATTRIBUTE_WORDS = {"gender": ("woman", "man"), "age": AGES, "beard": tuple(f"bea
 COMPARE_TITLES = {"composable": "composable (equal weights)", "collaborative": "collaborative"}
 
 
-def _metrics_caption(ev, image: np.ndarray, mask: np.ndarray) -> str:
+def _metrics_caption(ev, image: np.ndarray, mask: np.ndarray | None) -> str:
     from collab.evaluator import confusion, miou
 
-    target = np.asarray(Image.fromarray(mask).resize(image.shape[:2][::-1], Image.NEAREST))
-    score = miou(confusion(ev.parse(image[None])[0], target))
     attrs = ev.attributes(image[None])
     words = ", ".join(ATTRIBUTE_WORDS[k][int(v[0])] for k, v in attrs.items() if k in ATTRIBUTE_WORDS)
+    if mask is None:
+        return f"reads as: {words}"
+    target = np.asarray(Image.fromarray(mask).resize(image.shape[:2][::-1], Image.NEAREST))
+    score = miou(confusion(ev.parse(image[None])[0], target))
     return f"mask mIoU {score:.2f} | reads as: {words}"
 
 
+JOINT_MODEL = "joint"  # the registry's jointly trained baseline, shown in Compare when installed
+
+
+def _joint_run(state: AppState, model_name: str, text, mask, attrs) -> tuple | None:
+    """(title, model name, model, conditions, mode) of the jointly trained baseline when it is
+    installed, is not the model being compared, and every condition it needs was given."""
+    if JOINT_MODEL not in state.choices() or state.resolve(model_name) == JOINT_MODEL:
+        return None
+    joint = state.model(JOINT_MODEL)
+    try:
+        conds = conditions_from(joint, text, mask, attrs)
+    except UserError:
+        return None
+    if len(conds) != len(joint.names):
+        return None
+    parts = " + ".join(p.name for m in joint.config.modalities for p in getattr(m.encoder, "parts", ()))
+    return f"joint LDM ({parts or ', '.join(joint.names)})", JOINT_MODEL, joint, conds, "collaborative"
+
+
 def compare_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
-                   rule: str, progress: Progress | None = None):
-    """Text only, mask only, composable and collaborative from one seed, yielding the gallery as
-    it fills; captions carry the evaluator's mask mIoU and attribute reading when one is installed."""
-    model, conds, mask, seed, steps = _all_modalities(state, model_name, text, mask_value, seed, steps,
-                                                      "the comparison")
-    runs = [(f"{n} only", {n: c}, "collaborative") for n, c in conds.items()]
-    runs += [(COMPARE_TITLES[m], conds, m) for m in ("composable", "collaborative")]
+                   rule: str, progress: Progress | None = None, attributes: Any = None):
+    """Each given modality alone, composable and collaborative from one seed (and the jointly
+    trained baseline on its conditions when installed), yielding the gallery as it fills; captions
+    carry the evaluator's mask mIoU and attribute reading when one is installed."""
+    model, conds, mask, seed, steps = _mixed_inputs(state, model_name, text, mask_value, attributes, seed, steps,
+                                                    "the comparison")
+    name = state.resolve(model_name)
+    runs = [(f"{n} only", name, model, {n: c}, "collaborative") for n, c in conds.items()]
+    runs += [(COMPARE_TITLES[m], name, model, conds, m) for m in ("composable", "collaborative")]
+    joint = _joint_run(state, model_name, None, mask, read_attributes(attributes))  # it reads no text
+    if joint is not None:
+        runs.append(joint)
     progress = progress or _no_progress
     ev = state.get_evaluator()
 
     def work(report, cancelled):
         out = []
-        for k, (title, cs, mode) in enumerate(runs):
+        for k, (title, net_name, net, cs, mode) in enumerate(runs):
             progress((k, len(runs)), desc=title)
-            with state.busy(model_name):
-                img = generate(model, cs, mode=mode, steps=steps, eta=1.0, seed=seed, rule=rule or None,
+            with state.busy(net_name):
+                img = generate(net, cs, mode=mode, steps=steps, eta=1.0, seed=seed,
+                               rule=(rule or None) if net.diffusers else None,
                                callback=lambda step: _stopper(cancelled)).images[0]
             out.append((img, title if ev is None else f"{title} | {_metrics_caption(ev, img, mask)}"))
             report(list(out))
@@ -523,11 +589,11 @@ def edit_settings(preset: str, seed: int) -> EditSettings:
 
 def edit_stream(state: AppState, model_name: str, image: Any, text: str, mask_value: Any, alpha: Any,
                 preset: str, seed: Any, steps: int = 50, strip: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
-                progress: Progress | None = None):
+                progress: Progress | None = None, attributes: Any = None):
     """Yields (status, edited image, alpha strip) through the optimisation stages, then the result."""
     if image is None:
         raise UserError("upload a face image to edit")
-    text, mask = read_text(text), read_mask(mask_value)
+    text, mask, attrs = read_text(text), read_mask(mask_value), read_attributes(attributes)
     try:
         alpha = float(alpha)
     except (TypeError, ValueError):
@@ -537,7 +603,7 @@ def edit_stream(state: AppState, model_name: str, image: Any, text: str, mask_va
     seed = read_seed(seed)
     steps, _, _ = check_numbers(steps)
     model = state.model(model_name)
-    targets = conditions_from(model, text, mask)
+    targets = conditions_from(model, text, mask, attrs)
     pixels = read_face(image, model.config.image_size)
     check_face(state, pixels)
     settings = edit_settings(preset, seed)

@@ -48,6 +48,18 @@ class AppState:
                 self.models[name] = load_model(name, device=self.device)
             return self.models[name]
 
+    def attribute_names(self) -> tuple[str, ...]:
+        """Attribute names read by any selectable model in the project's own format (from its
+        config.yaml, without loading weights): what the page's attribute picker offers."""
+        from collab.config import load_config
+
+        names: dict[str, None] = {}
+        for choice in self.choices():
+            d = Path(choice) if Path(choice).is_dir() else checkpoints_dir() / choice
+            if (d / "config.yaml").exists():
+                names |= dict.fromkeys(attribute_names(load_config(d / "config.yaml")))
+        return tuple(names)
+
     def busy(self, name: str | None = None) -> threading.Lock:
         """The lock a job holds while it computes with one model: one job per model at a time."""
         name = self.resolve(name)
@@ -95,6 +107,15 @@ class AppState:
                 status = "missing: " + ", ".join(f"`{f}`" for f in entry.missing())
             rows.append(f"| `{name}` — {entry.description} | {status} |")
         return "\n".join(rows) + "\n\n" + README_HINT
+
+
+def attribute_names(cfg) -> tuple[str, ...]:
+    """The names read by a config's attribute modality, or by the attribute part of a joint one."""
+    for m in cfg.modalities:
+        for kind, enc in [(m.kind, m.encoder)] + [(p.kind, p.encoder) for p in getattr(m.encoder, "parts", ())]:
+            if kind == "attributes":
+                return tuple(enc.names)
+    return ()
 
 
 def pick_device(requested: str = "auto") -> str:

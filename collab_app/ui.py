@@ -170,6 +170,21 @@ def _mask_input(state: AppState, label: str, prefix: str) -> tuple[gr.ImageEdito
     return painter, preview
 
 
+def _attribute_input(names: tuple[str, ...], prefix: str, what: str) -> tuple[gr.Checkbox, gr.CheckboxGroup]:
+    """An on/off box and the yes/no attributes: off sends no attribute condition, on with nothing
+    ticked says that none of them holds. Hidden when no selectable model reads attributes."""
+    with gr.Group(visible=bool(names)):
+        use = gr.Checkbox(False, label=f"{what} attributes (models with an attribute modality)",
+                          elem_id=f"{prefix}-use-attrs")
+        ticked = gr.CheckboxGroup(list(names), value=[], label="Attributes that hold (unticked: absent)",
+                                  elem_id=f"{prefix}-attrs")
+    return use, ticked
+
+
+def _attrs(use: bool, ticked: list[str] | None) -> list[str] | None:
+    return list(ticked or []) if use else None
+
+
 def _run_row(action: str, elem_id: str) -> tuple[gr.Slider, gr.Number, gr.Dropdown, gr.Button, gr.Button]:
     """Steps, seed, rule, the action button and Stop, for the tabs that reuse the Generate conditions."""
     with gr.Row():
@@ -187,6 +202,7 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
     state = state or AppState(**state_options)
     model_jobs = dict(concurrency_id=MODEL_JOBS, concurrency_limit=len(state.choices()))
     captions = h.example_captions()
+    attribute_names = state.attribute_names()
     with gr.Blocks(title="collab — Collaborative Diffusion") as demo:
         gr.Markdown("# Collaborative Diffusion\nMulti-modal face generation and editing: a text model and a "
                     "mask model, joined per pixel and per step by learned influence functions.")
@@ -202,6 +218,7 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                     text = gr.Textbox(label="Text", value=captions[0], lines=2, max_length=h.MAX_TEXT_CHARS,
                                       elem_id="gen-text")
                     gr.Examples([[c] for c in captions], inputs=[text], label="Example prompts")
+                    use_attrs, attrs = _attribute_input(attribute_names, "gen", "Condition on")
                     mask, _ = _mask_input(state, "Mask (paint with the 19-class palette; leave blank for text only)", "gen")
                 with gr.Column():
                     with gr.Row():
@@ -222,11 +239,13 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                     over = gr.Image(label="Mask over the first image (alignment)", type="numpy", height=280,
                                     format="png", elem_id="gen-overlay", elem_classes=["pixelated"])
 
-            def run_generate(model, text, mask, seed, steps, eta, sampler, batch, rule, progress=gr.Progress()):
+            def run_generate(model, text, mask, seed, steps, eta, sampler, batch, rule, use=False, ticked=None,
+                             progress=gr.Progress()):
                 yield from h.generate_stream(state, model, text, mask, seed, steps, eta, sampler, batch, rule,
-                                             progress=progress)
+                                             progress=progress, attributes=_attrs(use, ticked))
 
-            ev_gen = go.click(_job(state, run_generate), [model_name, text, mask, seed, steps, eta, sampler, batch, rule],
+            ev_gen = go.click(_job(state, run_generate),
+                              [model_name, text, mask, seed, steps, eta, sampler, batch, rule, use_attrs, attrs],
                               [gallery, over, status], api_name="generate", **model_jobs)
             stop.click(lambda: "stopped", None, status, cancels=[ev_gen], queue=False)
 
@@ -243,6 +262,7 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                     e_text = gr.Textbox(label="Target text (leave empty to keep the text unchanged)", lines=2,
                                         placeholder="This man has a long beard. He is in his fifties.",
                                         elem_id="edit-text")
+                    e_use_attrs, e_attrs = _attribute_input(attribute_names, "edit", "Target")
                     e_mask, e_preview = _mask_input(state, "Target mask (leave blank to keep the layout unchanged)", "edit")
                     if state.has_evaluator():
                         from_parser = gr.Button("Start the mask from the face parser's reading of the face",
@@ -266,11 +286,13 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                     e_strip = gr.Gallery(label="Alpha strip: the input, then alpha 0 / 0.5 / 1 / 1.5", columns=5,
                                          height=200, format="png", elem_id="edit-strip", elem_classes=["pixelated"])
 
-            def run_edit(model, face, text, mask, alpha, preset, seed, steps, progress=gr.Progress()):
+            def run_edit(model, face, text, mask, alpha, preset, seed, steps, use=False, ticked=None,
+                         progress=gr.Progress()):
                 yield from h.edit_stream(state, model, face, text, mask, alpha, preset, seed, steps,
-                                         progress=progress)
+                                         progress=progress, attributes=_attrs(use, ticked))
 
-            ev_edit = e_go.click(_job(state, run_edit), [model_name, face, e_text, e_mask, alpha, preset, e_seed, e_steps],
+            ev_edit = e_go.click(_job(state, run_edit),
+                                 [model_name, face, e_text, e_mask, alpha, preset, e_seed, e_steps, e_use_attrs, e_attrs],
                                  [e_status, e_out, e_strip], api_name="edit", **model_jobs)
             e_stop.click(lambda: "stopped", None, e_status, cancels=[ev_edit], queue=False)
 
@@ -280,7 +302,7 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                         "0, yellow 1), beside "
                         "the noisy latent x_t and the predicted clean image. The paper's reading: *layout first, "
                         "details later* — the mask model leads early on contours, the text model later on "
-                        "texture. Uses the text and mask of the Generate tab.")
+                        "texture. Uses the conditions of the Generate tab (two or more of text, mask, attributes).")
             i_steps, i_seed, i_rule, i_go, i_stop = _run_row("Generate and record", "influence-btn")
             i_status = gr.Markdown("Nothing recorded yet.", elem_id="influence-status")
             run_state = gr.State(None)
@@ -293,8 +315,9 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                                  elem_id="influence-gif")
             i_plot = gr.Plot(label="Mean influence per face region over time")
 
-            def record(model, text, mask, seed, steps, rule, progress=gr.Progress()):
-                for out in h.influence_stream(state, model, text, mask, seed, steps, rule, progress=progress):
+            def record(model, text, mask, seed, steps, rule, use=False, ticked=None, progress=gr.Progress()):
+                for out in h.influence_stream(state, model, text, mask, seed, steps, rule, progress=progress,
+                                              attributes=_attrs(use, ticked)):
                     if isinstance(out, str):
                         yield (gr.skip(),) * 6 + (out,)
                         continue
@@ -303,7 +326,7 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                     yield (run, frame, gr.Slider(minimum=1, maximum=len(run.frames), value=1), image, run.gif,
                            fig, where)
 
-            ev_inf = i_go.click(_job(state, record), [model_name, text, mask, i_seed, i_steps, i_rule],
+            ev_inf = i_go.click(_job(state, record), [model_name, text, mask, i_seed, i_steps, i_rule, use_attrs, attrs],
                                 [run_state, i_frame, i_slider, i_image, i_gif, i_plot, i_status],
                                 api_name="influence", **model_jobs)
             i_stop.click(lambda: "stopped", None, i_status, cancels=[ev_inf], queue=False)
@@ -315,17 +338,21 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
             metrics = ("Under each image: the face parser's mask mIoU against your mask and what the attribute "
                        "classifier reads." if state.has_evaluator() else
                        "Install the evaluator (`checkpoints/evaluator`) to see mask mIoU and attribute readings.")
-            gr.Markdown("The text and mask of the Generate tab, one seed, four ways: each model alone, both with "
-                        "equal fixed weights (composable), and collaborative. " + metrics)
+            joint = ("; with attributes and a mask, the jointly trained baseline (`joint`, one LDM trained on both "
+                     "at once) is shown last" if h.JOINT_MODEL in state.choices() else "")
+            gr.Markdown("The conditions of the Generate tab, one seed: each model alone, all with equal fixed "
+                        f"weights (composable), and collaborative{joint}. " + metrics)
             c_steps, c_seed, c_rule, c_go, c_stop = _run_row("Compare", "compare-btn")
-            c_gallery = gr.Gallery(label="text only | mask only | composable | collaborative", columns=4, height=340,
+            c_gallery = gr.Gallery(label="each alone | composable | collaborative", columns=4, height=340,
                                    format="png", elem_id="compare-gallery", object_fit="contain",
                                    elem_classes=["pixelated"])
 
-            def run_compare(model, text, mask, seed, steps, rule, progress=gr.Progress()):
-                yield from h.compare_stream(state, model, text, mask, seed, steps, rule, progress=progress)
+            def run_compare(model, text, mask, seed, steps, rule, use=False, ticked=None, progress=gr.Progress()):
+                yield from h.compare_stream(state, model, text, mask, seed, steps, rule, progress=progress,
+                                            attributes=_attrs(use, ticked))
 
-            ev_cmp = c_go.click(_job(state, run_compare), [model_name, text, mask, c_seed, c_steps, c_rule], c_gallery,
+            ev_cmp = c_go.click(_job(state, run_compare),
+                                [model_name, text, mask, c_seed, c_steps, c_rule, use_attrs, attrs], c_gallery,
                                 api_name="compare", **model_jobs)
             c_stop.click(None, None, None, cancels=[ev_cmp], queue=False)
 

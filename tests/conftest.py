@@ -30,11 +30,28 @@ def tiny_config(kinds: dict[str, str] | None = None, layout: tuple[str, ...] = (
     kinds = kinds or {"mask": "mask", "text": "text"}
     mods = []
     for name, kind in kinds.items():
-        enc = TextEncoderConfig(n_embed=16, n_layer=1) if kind == "text" else MaskEncoderConfig(context_dim=16)
-        mods.append(ModalityConfig(name, kind, TINY_UNET, enc, TINY_DIFFUSER if diffusers else None,
+        mods.append(ModalityConfig(name, kind, TINY_UNET, tiny_encoder(kind), TINY_DIFFUSER if diffusers else None,
                                    name in layout, "seg_mask" if name == "mask" else name))
     return ModelConfig(name="tiny", vae=TINY_VAE, modalities=tuple(mods), scale_factor=0.5, latent_size=8,
                        default_rule=default_rule)
+
+
+def tiny_encoder(kind: str):
+    """A 16-wide encoder config of any kind (face-world attribute names for "attributes"; the joint
+    kind concatenates attributes and a grid-token mask, like the shipped joint baseline)."""
+    from collab.data.faceworld import BINARY_ATTRIBUTES
+    from collab.encoders import AttributeEncoderConfig, EncoderPart, GridMaskEncoderConfig, JointEncoderConfig
+
+    if kind == "text":
+        return TextEncoderConfig(n_embed=16, n_layer=1)
+    if kind == "attributes":
+        return AttributeEncoderConfig(names=BINARY_ATTRIBUTES, context_dim=16, hidden=16, tokens=2)
+    if kind == "mask_grid":
+        return GridMaskEncoderConfig(context_dim=16, width=8, grid=4)
+    if kind == "joint":
+        return JointEncoderConfig(parts=(EncoderPart("attributes", "attributes", tiny_encoder("attributes")),
+                                         EncoderPart("mask", "mask_grid", tiny_encoder("mask_grid"))))
+    return MaskEncoderConfig(context_dim=16)
 
 
 def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

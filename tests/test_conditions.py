@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from collab.conditions import ConditionError, MaskInput, TextInput, make_input
+from collab.conditions import AttributeInput, ConditionError, JointInput, MaskInput, TextInput, input_for
 from collab.masks import labels_to_onehot
 
 
@@ -33,4 +33,38 @@ def test_mask_input_accepts_labels_and_onehots():
 
 def test_unknown_kind():
     with pytest.raises(ValueError, match="text, mask"):
-        make_input("sketchy")
+        input_for("sketchy", None)
+
+
+NAMES = ("male", "young", "smiling", "mouth_open")
+
+
+def test_attribute_input_reads_names_dicts_and_vectors():
+    a = AttributeInput(NAMES)
+    batch = a.prepare(["Male, mouth open", {"smiling": True, "male": 0}, [0, 1, 0, 0], "none", ""])
+    assert batch.tolist() == [[1, 0, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert a.prepare([np.eye(4, dtype=np.float32)[:2]]).tolist() == [[1, 0, 0, 0], [0, 1, 0, 0]]
+    assert a.describe(batch[0]) == "male, mouth_open" and a.describe(batch[3]) == "none"
+
+
+def test_attribute_input_errors_name_the_problem():
+    a = AttributeInput(NAMES)
+    with pytest.raises(ConditionError, match="unknown attribute 'bearded'; known: male, young"):
+        a.prepare(["male, bearded"])
+    with pytest.raises(ConditionError, match="needs 4 entries"):
+        a.prepare([[1, 0, 1]])
+    with pytest.raises(ConditionError, match="only 0 and 1"):
+        a.prepare([[1, 0, 2, 0]])
+    with pytest.raises(ConditionError, match="single number"):
+        a.prepare([1, 0, 0, 0])
+
+
+def test_joint_input_needs_every_part():
+    j = JointInput({"attributes": AttributeInput(NAMES), "mask": MaskInput()})
+    labels = np.zeros((32, 32), np.uint8)
+    out = j.prepare([{"attributes": "male", "mask": labels}])
+    assert out["attributes"].shape == (1, 4) and out["mask"].shape == (1, 19, 1024)
+    with pytest.raises(ConditionError, match="missing mask"):
+        j.prepare([{"attributes": "male"}])
+    with pytest.raises(ConditionError, match="unknown parts text"):
+        j.prepare([{"attributes": "male", "mask": labels, "text": "hi"}])

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -42,3 +43,52 @@ def test_padding_is_attended_so_padding_changes_nothing_but_content_does():
         out = enc(ids)
     assert out.shape == (2, 77, 16)
     assert not torch.allclose(out[0, 40], out[1, 40])  # pad positions see the content (no mask)
+
+
+def test_attribute_encoder_shapes_and_off_is_informative():
+    from collab.encoders import AttributeEncoder, AttributeEncoderConfig
+
+    enc = AttributeEncoder(AttributeEncoderConfig(names=("a", "b", "c"), context_dim=16, hidden=8, tokens=4)).eval()
+    flags = torch.tensor([[0.0, 0, 0], [1, 0, 1]])
+    out = enc(flags)
+    assert out.shape == (2, 4, 16)
+    assert not torch.allclose(out[0], out[1])  # all-off is a condition of its own, not a zero input
+    with pytest.raises(ValueError, match="names"):
+        AttributeEncoder(AttributeEncoderConfig())
+
+
+def test_grid_mask_encoder_keeps_layout_as_spatial_tokens():
+    from collab.encoders import GridMaskEncoder, GridMaskEncoderConfig
+
+    torch.manual_seed(0)
+    enc = GridMaskEncoder(GridMaskEncoderConfig(context_dim=16, width=8, grid=8)).eval()
+    onehot = torch.zeros(1, 19, 32, 32)
+    onehot[:, 0] = 1
+    moved = onehot.clone()
+    moved[:, 0, :8, :8], moved[:, 1, :8, :8] = 0, 1  # change only the top-left corner
+    a, b = enc(onehot.flatten(2)), enc(moved.flatten(2))
+    assert a.shape == (1, 64, 16)
+    change = (a - b).abs().sum(-1)[0].view(8, 8)
+    # a local change moves its own tokens most (GroupNorm statistics move the rest a little)
+    assert change[:3, :3].mean() > 3 * change[5:, 5:].mean()
+
+
+def test_joint_encoder_concatenates_parts_in_config_order():
+    from collab.encoders import (AttributeEncoderConfig, EncoderPart, JointEncoder, JointEncoderConfig,
+                                 MaskEncoderConfig, build_encoder)
+
+    cfg = JointEncoderConfig(parts=(EncoderPart("attributes", "attributes", AttributeEncoderConfig(("x", "y"), 16, 8, 3)),
+                                    EncoderPart("mask", "mask", MaskEncoderConfig(context_dim=16))))
+    enc = build_encoder("joint", cfg).eval()
+    inputs = {"mask": torch.zeros(2, 19, 1024), "attributes": torch.ones(2, 2)}
+    out = enc(inputs)
+    assert out.shape == (2, 3 + 19, 16)
+    assert torch.equal(out[:, :3], enc.parts["attributes"](inputs["attributes"]))
+    with pytest.raises(KeyError, match="mask"):
+        enc({"attributes": torch.ones(2, 2)})
+    bad = JointEncoderConfig(parts=(EncoderPart("a", "mask", MaskEncoderConfig(context_dim=16)),
+                                    EncoderPart("b", "mask", MaskEncoderConfig(context_dim=8))))
+    with pytest.raises(ValueError, match="one context width"):
+        JointEncoder(bad)
+    with pytest.raises(TypeError, match="AttributeEncoderConfig"):
+        build_encoder("attributes", MaskEncoderConfig())

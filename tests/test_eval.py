@@ -6,7 +6,7 @@ import pytest
 
 from collab.eval import EvalConfig, default_methods, evaluate, held_out_pairs, main, markdown, write_outputs
 from collab.evaluator import AttributeClassifier, ClassifierConfig, Evaluator, FaceParser, ParserConfig
-from tests.conftest import tiny_model
+from tests.conftest import tiny_config, tiny_model
 
 
 def tiny_evaluator(size: int = 16) -> Evaluator:
@@ -90,3 +90,61 @@ def test_edit_evaluation_small(monkeypatch):
     for s in res["summary"].values():
         assert s["n"] == 1 and 0 <= s["mad_outside"] <= 255 and s["seconds_per_edit"] > 0
     assert "long_beard_rate" in res["summary"]["text"]
+
+
+def test_beyond_two_modalities_table_with_a_joint_baseline(tmp_path):
+    from collab.eval import beyond_two_methods, training_hours
+
+    model = tiny_model(tiny_config({"mask": "mask", "text": "text", "attributes": "attributes"}))
+    joint = tiny_model(tiny_config({"joint": "joint"}, layout=(), diffusers=False), seed=1)
+    beyond = beyond_two_methods(model, joint)
+    assert [m.name for m in beyond] == [
+        "attributes only", "composable (mask + attributes)", "collaborative (mask + attributes)",
+        "composable (mask + text + attributes)", "collaborative (mask + text + attributes)", "joint LDM (attributes + mask)"]
+    assert [m.name for m in default_methods(model)][:2] == ["mask only", "text only"]  # the paper's pair first
+    seconds = {"main": {"ldm_mask": 3600.0, "ldm_text": 1800.0, "ldm_attributes": 1800.0, "diffusers": 900.0},
+               "joint": {"ldm_joint": 7200.0}}
+    cfg = EvalConfig(n=3, steps=2, batch_size=3, diversity_pairs=1, diversity_samples=2, sampler_study=False)
+    report, _ = evaluate(model, tiny_evaluator(), cfg, progress=lambda s: None, extra_models={"joint": joint},
+                         sections={"paper": default_methods(model)[:2], "beyond two modalities": beyond},
+                         stage_seconds=seconds)
+    rows = report.rows
+    assert rows["joint LDM (attributes + mask)"]["train_hours"] == 2.0
+    assert rows["collaborative (mask + attributes)"]["train_hours"] == 1.75  # both collaborators + diffusers
+    assert rows["composable (mask + attributes)"]["train_hours"] == 1.5
+    for row in rows.values():
+        assert 0 <= row["flag_acc"] <= 1 and 0 <= row["flag_acc_unmasked"] <= 1 and 0 <= row["miou"] <= 1
+    # the joint model really sampled its own conditions: same seed, different network -> different images
+    assert rows["joint LDM (attributes + mask)"]["frechet"] != rows["collaborative (mask + attributes)"]["frechet"]
+    md = markdown(report)
+    assert "**Beyond two modalities**" in md and "| joint LDM (attributes + mask) |" in md
+    assert md.index("| text only |") < md.index("**Beyond two modalities**")
+    assert np.isnan(training_hours(beyond[0], model, None))
+
+
+def test_only_rows_merge_into_previous_results(tmp_path):
+    """`--only` runs the named rows and merges them into results.json and the sample gallery."""
+    import torch
+
+    from collab.checkpoint import save_pretrained
+
+    model = tiny_model()
+    save_pretrained(model, tmp_path / "model")
+    tiny_evaluator().save(tmp_path / "ev")
+    args = ["--model", str(tmp_path / "model"), "--evaluator", str(tmp_path / "ev"), "--out", str(tmp_path / "out"),
+            "--n", "2", "--steps", "2", "--batch-size", "2", "--diversity-pairs", "1", "--no-sampler-study",
+            "--joint", "none"]
+    torch.set_num_threads(1)
+    main(args)
+    first = json.loads((tmp_path / "out" / "results.json").read_text())
+    main(args + ["--only", "text only", "--seed", "0"])
+    merged = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(merged["rows"]) == list(first["rows"]) and merged["config"]["merged_rows"] == ["text only"]
+    assert merged["rows"]["mask only"] == first["rows"]["mask only"]
+    assert merged["rows"]["text only"]["miou"] == first["rows"]["text only"]["miou"]  # same seed, same images
+    with np.load(tmp_path / "out" / "gallery.npz") as g:
+        assert set(g.files) == set(first["rows"])
+    with pytest.raises(SystemExit):
+        main(args + ["--only", "text only", "--steps", "3"])  # other settings: refuse to merge
+    with pytest.raises(SystemExit):
+        main(args + ["--only", "no such row"])

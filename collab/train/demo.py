@@ -1,11 +1,14 @@
 """Train the embedded demo model set on the face world, with one resumable command.
 
     python -m collab.train.demo --run runs/demo --out checkpoints/demo
+    python -m collab.train.demo --run runs/demo --out checkpoints/joint --config joint --p2-gamma 1
 
 Stages, each skipped when its result exists, each resumable mid-way: render the world (official
-layout) -> VAE -> scale factor and latent cache -> mask collaborator -> text collaborator ->
-dynamic diffusers (Algorithm 1) -> export (config.yaml + model.safetensors + vocab.txt).
-Re-running the same command after an interruption continues where it stopped.
+layout) -> VAE -> scale factor and latent cache -> one collaborator per modality of the config
+(demo: mask, text, attributes) -> dynamic diffusers (Algorithm 1) -> export (config.yaml +
+model.safetensors + vocab.txt). Re-running the same command after an interruption continues where
+it stopped. A config without diffusers (`joint`: one LDM on attributes + mask at once) shares the
+run's VAE and latents and trains only its own LDM.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import argparse
 import json
 import re
 import time
+from itertools import combinations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,7 +25,7 @@ import torch
 
 from collab.checkpoint import save_pretrained
 from collab.config import ModelConfig, load_config
-from collab.encoders import MaskEncoder, TextEncoder
+from collab.encoders import build_encoder
 from collab.model import CollaborativeModel
 from collab.schedule import DiffusionSchedule
 from collab.tokenizer import WordPieceTokenizer
@@ -78,12 +82,29 @@ class WorldTensors:
     labels32: torch.Tensor  # uint8 [N, 1024] mask labels on the 32x32 grid
     tokens: torch.Tensor  # int64 [N, 77]
     names: list[str]
+    attributes: torch.Tensor | None = None  # float 0/1 [N, K]
+    attribute_names: tuple[str, ...] = ()
 
     def batch_images(self, idx: torch.Tensor) -> torch.Tensor:
         return self.images[idx].float() / 127.5 - 1.0
 
     def batch_masks(self, idx: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.one_hot(self.labels32[idx].long(), 19).transpose(1, 2).float()
+
+    def batch_conditions(self, kind: str, encoder_config, idx: torch.Tensor):
+        """The encoder input of a modality of `kind` for images `idx` (a dict for a joint encoder)."""
+        if kind == "text":
+            return self.tokens[idx]
+        if kind in ("mask", "mask_grid"):
+            return self.batch_masks(idx)
+        if kind == "attributes":
+            if self.attributes is None or tuple(encoder_config.names) != self.attribute_names:
+                raise ValueError(f"the attribute encoder expects {encoder_config.names}, the data has "
+                                 f"{self.attribute_names or 'no attribute table'}")
+            return self.attributes[idx]
+        if kind == "joint":
+            return {p.name: self.batch_conditions(p.kind, p.encoder, idx) for p in encoder_config.parts}
+        raise ValueError(f"no training data for condition kind {kind!r}")
 
 
 def load_world(run: Path, recipe: DemoRecipe, log) -> tuple[WorldTensors, WordPieceTokenizer, Path]:
@@ -104,10 +125,29 @@ def load_world(run: Path, recipe: DemoRecipe, log) -> tuple[WorldTensors, WordPi
         images = torch.stack([((it["image"] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8) for it in items])
         labels = torch.stack([it["mask"].argmax(0).to(torch.uint8) for it in items])
         torch.save({"images": images, "labels32": labels, "tokens": tok.encode(captions).ids,
-                    "names": [it["name"] for it in items]}, cache)
+                    "names": [it["name"] for it in items], "attributes": torch.stack([it["attributes"] for it in items]),
+                    "attribute_names": list(ds.attribute_names)}, cache)
     t = torch.load(cache, weights_only=True)
+    if "attributes" not in t:  # caches made before the attribute modality: add it once
+        names, table = _attribute_table(data)
+        t["attributes"] = torch.from_numpy(np.stack([table[n] for n in t["names"]]))
+        t["attribute_names"] = list(names)
+        torch.save(t, cache)
     tok = WordPieceTokenizer.from_vocab_file(vocab_path, verify=False)
-    return WorldTensors(t["images"], t["labels32"], t["tokens"], t["names"]), tok, vocab_path
+    return (WorldTensors(t["images"], t["labels32"], t["tokens"], t["names"], t["attributes"],
+                         tuple(t["attribute_names"])), tok, vocab_path)
+
+
+def _attribute_table(data: Path):
+    """The layout's CelebA-format attribute table, written from attributes.json by layouts that predate it."""
+    from collab.data.faceworld import BINARY_ATTRIBUTES
+    from collab.data.layout import LayoutPaths, _binary, read_attribute_table, write_attribute_table
+
+    paths = LayoutPaths(data)
+    if not paths.attribute_table.exists():
+        records = json.loads(paths.attributes.read_text())
+        write_attribute_table(paths.attribute_table, BINARY_ATTRIBUTES, {k: _binary(v) for k, v in records.items()})
+    return read_attribute_table(paths.attribute_table)
 
 
 # ---------------------------------------------------------------- stages
@@ -125,7 +165,7 @@ def draw_latents(lat: dict, idx: torch.Tensor, g: torch.Generator) -> torch.Tens
     return mean + lat["std"][idx] * torch.randn(mean.shape, generator=g)
 
 
-def ldm_sampler(vae: AutoencoderKL, unet: UNetModel, enc: torch.nn.Module, cond: torch.Tensor, scale: float,
+def ldm_sampler(vae: AutoencoderKL, unet: UNetModel, enc: torch.nn.Module, cond, count: int, scale: float,
                 schedule: DiffusionSchedule, stage: str, steps: int = 20):
     """A `sample_fn` for the loop: a grid of DDIM samples of fixed conditions, written as
     <run>/samples/<stage>_<step>.png, so a run can be looked at while it trains."""
@@ -143,7 +183,7 @@ def ldm_sampler(vae: AutoencoderKL, unet: UNetModel, enc: torch.nn.Module, cond:
             g = torch.Generator().manual_seed(0)
             ctx = enc(cond)
             size = unet.config.image_size
-            x = torch.randn((len(cond), vae.config.embed_dim, size, size), generator=g)
+            x = torch.randn((count, vae.config.embed_dim, size, size), generator=g)
             z = sample_ddim(lambda x, t: unet(x, t, ctx), x, SamplingSchedule.uniform(schedule, steps), 0.0,
                             gaussian_noise(g))
             images = to_uint8(vae.decode(z / scale))
@@ -228,12 +268,13 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
         return draw_latents(lat, idx, g) * scale
 
     def conditions(name, idx):
-        return world.tokens[idx] if cfg.modality(name).kind == "text" else world.batch_masks(idx)
+        m = cfg.modality(name)
+        return world.batch_conditions(m.kind, m.encoder, idx)
 
     # 3. one collaborator per modality, its encoder trained with it
     collaborators, encoders = {}, {}
     for m in cfg.modalities:
-        unet, enc = UNetModel(m.collaborator), (TextEncoder if m.kind == "text" else MaskEncoder)(m.encoder)
+        unet, enc = UNetModel(m.collaborator), build_encoder(m.kind, m.encoder)
         path = run / f"ldm_{m.name}.pt"
         if path.exists():
             w = torch.load(path, weights_only=True)
@@ -244,25 +285,31 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
                 idx = torch.randint(0, n, (recipe.ldm.batch_size,), generator=g)
                 return ldm_loss(unet, enc, conditions(name, idx), latents(idx, g), schedule, g, recipe.p2_gamma)
             held = torch.arange(n - 4, n)  # fixed conditions for the periodic grids
-            sampler = ldm_sampler(vae, unet, enc, conditions(m.name, held), scale, schedule, f"ldm_{m.name}")
+            sampler = ldm_sampler(vae, unet, enc, conditions(m.name, held), len(held), scale, schedule, f"ldm_{m.name}")
             weights = train(run, f"ldm_{m.name}", {"unet": unet, "encoder": enc}, ldm_step, recipe.ldm, sampler)
             apply_weights({"unet": unet, "encoder": enc}, weights)
             torch.save({"unet": unet.state_dict(), "encoder": enc.state_dict()}, path)
         collaborators[m.name] = unet.eval().requires_grad_(False)
         encoders[m.name] = enc.eval().requires_grad_(False)
 
-    # 4. dynamic diffusers (Algorithm 1): collaborators and encoders frozen
-    diffusers = {m.name: UNetModel(m.diffuser) for m in cfg.modalities}
+    # 4. dynamic diffusers (Algorithm 1): collaborators and encoders frozen. With more than two
+    # modalities each step trains a random subset of two or more, so any subset samples well.
+    diffusers = {m.name: UNetModel(m.diffuser) for m in cfg.modalities if m.diffuser}
     diff_file = run / "diffusers.pt"
+    _archive_if_other_modalities(run, diff_file, set(diffusers), log)
     if diff_file.exists():
         w = torch.load(diff_file, weights_only=True)
         for k, d in diffusers.items():
             d.load_state_dict(w[k])
-    else:
+    elif diffusers:
+        names = list(diffusers)
+        subsets = [c for r in range(2, len(names) + 1) for c in combinations(names, r)]
+
         def diff_step(g, step):
             idx = torch.randint(0, n, (recipe.diffusers.batch_size,), generator=g)
+            use = subsets[int(torch.randint(0, len(subsets), (1,), generator=g))]
             with torch.no_grad():
-                ctx = {k: encoders[k](conditions(k, idx)) for k in diffusers}
+                ctx = {k: encoders[k](conditions(k, idx)) for k in use}
             return diffuser_loss(collaborators, diffusers, ctx, latents(idx, g), schedule, g, recipe.p2_gamma)
         apply_weights(diffusers, train(run, "diffusers", diffusers, diff_step, recipe.diffusers))
         torch.save({k: d.state_dict() for k, d in diffusers.items()}, diff_file)
@@ -273,12 +320,38 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
     for k in collaborators:
         model.collaborators[k].load_state_dict(collaborators[k].state_dict())
         model.encoders[k].load_state_dict(encoders[k].state_dict())
-        model.diffusers[k].load_state_dict(diffusers[k].state_dict())
+        if k in diffusers:
+            model.diffusers[k].load_state_dict(diffusers[k].state_dict())
     save_pretrained(model, out, storage_dtype=torch.float16)  # half the file; loads as float32
     (out / "vocab.txt").write_text(vocab_path.read_text())
-    (out / "training.json").write_text(json.dumps({"recipe": _plain(recipe), "images": n, "scale_factor": scale}, indent=1))
+    (out / "training.json").write_text(json.dumps({"recipe": _plain(recipe), "images": n, "scale_factor": scale,
+                                                   "stage_seconds": stage_seconds(run, cfg)}, indent=1))
     log(f"exported to {out}")
     return out
+
+
+def _archive_if_other_modalities(run: Path, diff_file: Path, names: set[str], log) -> None:
+    """Diffusers trained for another modality set are moved aside (kept, never overwritten)."""
+    if not diff_file.exists():
+        return
+    old = set(torch.load(diff_file, weights_only=True))
+    if old == names:
+        return
+    tag = "_".join(sorted(old))
+    for suffix in (".pt", ".state.pt", ".loss.jsonl"):
+        f = run / f"diffusers{suffix}"
+        if f.exists():
+            f.rename(run / f"diffusers.{tag}{suffix}")
+    log(f"diffusers were trained for {sorted(old)}; kept as diffusers.{tag}.pt, retraining for {sorted(names)}")
+
+
+def stage_seconds(run: Path, cfg: ModelConfig) -> dict[str, float]:
+    """Training wall seconds of each stage this model used (VAE, collaborators, diffusers)."""
+    from collab.train.report import stage_logs, wall_seconds
+
+    logs = stage_logs(run)
+    wanted = ["vae", "decoder", *(f"ldm_{m.name}" for m in cfg.modalities), "diffusers"]
+    return {s: round(wall_seconds(logs[s]), 1) for s in wanted if s in logs}
 
 
 def _plain(obj):
@@ -295,15 +368,22 @@ def main() -> None:
     ap.add_argument("--num-images", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--until", choices=("decoder",), help="stop after this stage (to run it beside a running job)")
+    ap.add_argument("--config", default="demo", help="model config to train (shipped name or YAML path), e.g. joint")
+    ap.add_argument("--ldm-steps", type=int, default=None, help="collaborator steps (default: the recipe's)")
+    ap.add_argument("--p2-gamma", type=float, default=None, help="P2 loss weighting exponent (0 = plain loss)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = DemoRecipe().scaled(args.scale) if args.scale != 1.0 else DemoRecipe()
     if args.num_images:
         recipe = replace(recipe, num_images=args.num_images, test_size=max(1, args.num_images // 16))
+    if args.ldm_steps:
+        recipe = replace(recipe, ldm=replace(recipe.ldm, steps=args.ldm_steps))
+    if args.p2_gamma is not None:
+        recipe = replace(recipe, p2_gamma=args.p2_gamma)
     t0 = time.time()
-    run_demo(args.run, args.out, recipe, log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True),
-             until=args.until)
+    run_demo(args.run, args.out, recipe, base_config=args.config,
+             log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True), until=args.until)
     print(f"total wall time {time.time() - t0:.0f}s")
 
 

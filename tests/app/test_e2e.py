@@ -153,6 +153,6 @@ def test_generate_influence_compare_in_a_browser(app_url):
         page.locator("#gen-text textarea").fill("")
         page.locator("#gen-tools").get_by_role("button", name="Clear mask").click()
         generate.click()
-        expect(page.get_by_text("give a mask and/or text condition").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("give a condition this model reads").first).to_be_visible(timeout=30_000)
         page.screenshot(path=ARTIFACTS / "07_error.png", full_page=False)
         browser.close()

@@ -65,7 +65,7 @@ def test_painted_strokes_are_snapped_and_blank_canvas_means_no_mask():
 
 
 @pytest.mark.parametrize("text, steps, seed, message", [
-    ("", 4, 0, "give a mask and/or text condition"),
+    ("", 4, 0, "give a condition this model reads"),
     ("x" * 2000, 4, 0, "2000 characters long"),
     (TEXT, 0, 0, "steps must be between 1 and 200"),
     (TEXT, None, 0, "must be numbers"),
@@ -150,7 +150,7 @@ def test_influence_frames_gif_and_plot(state):
     assert (5, 5) in [v for v, _ in progress.calls]
     *_, (paper, _, _) = h.influence_stream(state, state.default_model, TEXT, painter(face_mask()), 0, 3, "paper")
     assert paper.rule == "paper" and not np.array_equal(paper.frames[0], run.frames[0])
-    with pytest.raises(h.UserError, match="needs every modality"):
+    with pytest.raises(h.UserError, match="needs at least two modalities"):
         list(h.influence_stream(state, state.default_model, TEXT, None, 0, 5, ""))
     assert h.influence_frame(run, 1)[0] == h.influence_frame(run, 0)[0] == run.files[0]
     assert h.influence_frame(None, 1) == (None, "record a generation first")

@@ -35,7 +35,7 @@ def test_twenty_concurrent_requests_are_all_served_unmixed(state):
                                     api_name="/generate") for seed in range(20)}
         results = {seed: job.result(timeout=600) for seed, job in jobs.items()}
         # a user mistake reaches the client as the page's message, not a stack trace
-        with pytest.raises(Exception, match="give a mask and/or text condition") as err:
+        with pytest.raises(Exception, match="give a condition this model reads") as err:
             client.predict(state.default_model, "", None, 0, 2, 1.0, "ddim", 1, "", api_name="/generate")
         assert "Traceback" not in str(err.value)
     finally:

@@ -5,7 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from collab.data.layout import DataError, OfficialLayoutDataset, write_official_layout
+from collab.data.faceworld import BINARY_ATTRIBUTES, render
+from collab.data.layout import (DataError, OfficialLayoutDataset, face_seed, read_attribute_table,
+                                write_attribute_table, write_official_layout)
 from collab.masks import labels_to_onehot, load_mask
 
 
@@ -24,6 +26,23 @@ def test_written_layout_round_trips(world):
     assert torch.equal(item["mask"], labels_to_onehot(load_mask(world.labels / "2.png")))
     attrs = json.loads(world.attributes.read_text())["2.png"]
     assert {"gender", "age", "beard", "caption_heldout"} <= set(attrs)
+    assert ds.attribute_names == BINARY_ATTRIBUTES
+    assert item["attributes"].tolist() == render(face_seed(3, 2), 64).attributes.to_binary_vector().tolist()
+
+
+def test_attribute_table_in_celeba_format(tmp_path):
+    path = tmp_path / "CelebAMask-HQ-attribute-anno.txt"
+    names = ("5_o_Clock_Shadow", "Male", "Smiling")
+    write_attribute_table(path, names, {"0.jpg": np.array([0, 1, 1]), "1.jpg": np.array([1, 0, 0])})
+    assert path.read_text().splitlines() == ["2", "5_o_Clock_Shadow Male Smiling", "0.jpg -1 1 1", "1.jpg 1 -1 -1"]
+    read_names, table = read_attribute_table(path)
+    assert read_names == ("5_o_clock_shadow", "male", "smiling") and table["0.jpg"].tolist() == [0, 1, 1]
+    path.write_text("2\nMale Smiling\n0.jpg 1 -1\n1.jpg 1\n")
+    with pytest.raises(DataError, match="line 4: expected a file name and 2 values"):
+        read_attribute_table(path)
+    path.write_text("Male Smiling\n0.jpg 1 -1\n")
+    with pytest.raises(DataError, match="image count"):
+        read_attribute_table(path)
 
 
 def test_celeba_style_tree(tmp_path):

@@ -20,14 +20,17 @@ def tiny_recipe() -> DemoRecipe:
 def test_demo_recipe_runs_exports_and_resumes(tmp_path):
     run, out = tmp_path / "run", tmp_path / "out"
     run_demo(run, out, tiny_recipe(), log=lambda s: None)
-    for stage in ("vae", "decoder", "ldm_mask", "ldm_text", "diffusers"):
+    for stage in ("vae", "decoder", "ldm_mask", "ldm_text", "ldm_attributes", "diffusers"):
         assert (run / f"{stage}.loss.jsonl").exists(), stage
-    assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["ldm_mask_000002.png", "ldm_text_000002.png"]
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
+        "ldm_attributes_000002.png", "ldm_mask_000002.png", "ldm_text_000002.png"]
     model = load_model(out)
-    assert set(model.names) == {"mask", "text"}
+    assert set(model.names) == {"mask", "text", "attributes"}
     mask = np.zeros((128, 128), np.uint8)
     res = generate(model, {"text": "He is in his thirties.", "mask": mask}, steps=2, seed=0)
     assert res.images.shape == (1, 128, 128, 3)
+    res = generate(model, {"attributes": "male, smiling", "mask": mask, "text": "He is in his thirties."}, steps=2)
+    assert res.settings.modalities == ("mask", "text", "attributes")
     # a second call finds every stage done and re-exports the same weights
     from safetensors.torch import load_file
 
@@ -37,3 +40,33 @@ def test_demo_recipe_runs_exports_and_resumes(tmp_path):
     assert (run / "diffusers.pt").stat().st_mtime == stamp
     after = load_file(out / "model.safetensors")  # (header key order is not stable, so compare tensors)
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_joint_config_trains_one_ldm_on_the_shared_vae(tmp_path):
+    run = tmp_path / "run"
+    recipe = tiny_recipe()
+    run_demo(run, tmp_path / "demo", recipe, log=lambda s: None)
+    vae_stamp = (run / "vae.pt").stat().st_mtime
+    run_demo(run, tmp_path / "joint", replace(recipe, p2_gamma=1.0), base_config="joint", log=lambda s: None)
+    assert (run / "vae.pt").stat().st_mtime == vae_stamp and (run / "ldm_joint.pt").exists()
+    model = load_model(tmp_path / "joint")
+    assert model.names == ("joint",) and not model.diffusers
+    mask = np.zeros((128, 128), np.uint8)
+    res = generate(model, {"joint": {"attributes": "male", "mask": mask}}, steps=2, seed=0)
+    assert res.images.shape == (1, 128, 128, 3)
+    demo = load_model(tmp_path / "demo")
+    assert torch.equal(demo.vae.decoder.conv_out.weight, model.vae.decoder.conv_out.weight)
+
+
+def test_diffusers_of_another_modality_set_are_kept_aside(tmp_path):
+    from collab.train.demo import _archive_if_other_modalities
+
+    torch.save({"mask": {}, "text": {}}, tmp_path / "diffusers.pt")
+    (tmp_path / "diffusers.loss.jsonl").write_text("{}\n")
+    said = []
+    _archive_if_other_modalities(tmp_path, tmp_path / "diffusers.pt", {"mask", "text"}, said.append)
+    assert (tmp_path / "diffusers.pt").exists() and not said
+    _archive_if_other_modalities(tmp_path, tmp_path / "diffusers.pt", {"mask", "text", "attributes"}, said.append)
+    assert not (tmp_path / "diffusers.pt").exists()
+    assert (tmp_path / "diffusers.mask_text.pt").exists() and (tmp_path / "diffusers.mask_text.loss.jsonl").exists()
+    assert "retraining" in said[0]

@@ -1,0 +1,102 @@
+"""Training cost of the demo's stages on this machine: seconds per step, times the recipe's steps.
+
+    python benchmarks/bench_train.py [--threads 2] [--steps 8]
+
+The wall times recorded in a model's training.json are what happened, including any other job that
+shared the CPU; this measures each stage alone (random weights and data of the right shapes, batch and
+optimiser of the recipe), so collaborators, diffusers and the joint baseline compare on equal terms.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from collab.config import load_config
+from collab.encoders import build_encoder
+from collab.schedule import DiffusionSchedule
+from collab.train.demo import DemoRecipe
+from collab.train.losses import diffuser_loss, ldm_loss
+from collab.unet import UNetModel
+
+
+def fake_condition(kind: str, encoder_config, batch: int, g: torch.Generator):
+    if kind == "text":
+        return torch.randint(0, encoder_config.vocab_size, (batch, encoder_config.max_seq_len), generator=g)
+    if kind in ("mask", "mask_grid"):
+        labels = torch.randint(0, 19, (batch, 1024), generator=g)
+        return torch.nn.functional.one_hot(labels, 19).transpose(1, 2).float()
+    if kind == "attributes":
+        return torch.randint(0, 2, (batch, len(encoder_config.names)), generator=g).float()
+    if kind == "joint":
+        return {p.name: fake_condition(p.kind, p.encoder, batch, g) for p in encoder_config.parts}
+    raise ValueError(kind)
+
+
+def seconds_per_step(step, steps: int) -> float:
+    step()  # warm-up (allocations, oneDNN primitive caches)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t0) / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=8)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    recipe = DemoRecipe()
+    g = torch.Generator().manual_seed(0)
+    rows = {}
+    for config in ("demo", "joint"):
+        cfg = load_config(config)
+        sched = DiffusionSchedule.linear(cfg.timesteps, cfg.linear_start, cfg.linear_end)
+        b = recipe.ldm.batch_size
+        z0 = torch.randn(b, cfg.latent_channels, cfg.latent_size, cfg.latent_size, generator=g)
+        nets = {}
+        for m in cfg.modalities:
+            unet, enc = UNetModel(m.collaborator), build_encoder(m.kind, m.encoder)
+            nets[m.name] = (unet, enc)
+            opt = torch.optim.AdamW(list(unet.parameters()) + list(enc.parameters()), lr=1e-4)
+            cond = fake_condition(m.kind, m.encoder, b, g)
+
+            def step(unet=unet, enc=enc, cond=cond, opt=opt):
+                loss = ldm_loss(unet, enc, cond, z0, sched, g)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            s = seconds_per_step(step, args.steps)
+            params = sum(p.numel() for p in unet.parameters()) + sum(p.numel() for p in enc.parameters())
+            rows[f"ldm_{m.name}"] = {"s_per_step": s, "steps": recipe.ldm.steps, "params": params}
+        diffusers = {m.name: UNetModel(m.diffuser) for m in cfg.modalities if m.diffuser}
+        if diffusers:
+            collaborators = {k: v[0].eval().requires_grad_(False) for k, v in nets.items()}
+            with torch.no_grad():
+                ctx = {m.name: nets[m.name][1](fake_condition(m.kind, m.encoder, recipe.diffusers.batch_size, g))
+                       for m in cfg.modalities}
+            opt = torch.optim.AdamW([p for d in diffusers.values() for p in d.parameters()], lr=1e-4)
+            zd = z0[:recipe.diffusers.batch_size]
+
+            def dstep():
+                loss = diffuser_loss(collaborators, diffusers, ctx, zd, sched, g)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            s = seconds_per_step(dstep, args.steps)
+            params = sum(p.numel() for d in diffusers.values() for p in d.parameters())
+            rows[f"diffusers ({len(diffusers)} modalities)"] = {"s_per_step": s, "steps": recipe.diffusers.steps,
+                                                                "params": params}
+    print(f"{args.threads} threads, batch {recipe.ldm.batch_size}; hours = s/step x recipe steps")
+    print("| stage | parameters | s/step | recipe steps | hours |\n|---|---|---|---|---|")
+    for k, r in rows.items():
+        r["hours"] = r["s_per_step"] * r["steps"] / 3600
+        print(f"| {k} | {r['params'] / 1e6:.2f}M | {r['s_per_step']:.3f} | {r['steps']} | {r['hours']:.3f} |")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
