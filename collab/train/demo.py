@@ -220,9 +220,34 @@ def finetune_decoder(run: Path, vae: AutoencoderKL, world: WorldTensors, lat: di
     vae.decoder.eval().requires_grad_(False)
 
 
+class WarmStart:
+    """Weights of an exported model (`--init DIR`) to start a new run's stages from: its VAE
+    replaces the VAE stage, and every network of the same name and shape starts from its tensors,
+    so more steps continue an earlier training instead of repeating it."""
+
+    def __init__(self, directory: Path) -> None:
+        from collab.checkpoint import WEIGHTS_NAME, read_state_dict
+
+        self.directory = directory
+        self.tensors = {k: v.float() if v.is_floating_point() else v
+                        for k, v in read_state_dict(directory / WEIGHTS_NAME).items()}
+
+    def part(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+    def load(self, module: torch.nn.Module, prefix: str) -> bool:
+        """Load `prefix`'s tensors into `module` when they fit it exactly; False when absent."""
+        part = self.part(prefix)
+        if not part:
+            return False
+        module.load_state_dict(part, strict=True)
+        return True
+
+
 def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo", log=print,
-             until: str | None = None) -> Path:
+             until: str | None = None, init: Path | None = None) -> Path:
     run.mkdir(parents=True, exist_ok=True)
+    warm = WarmStart(init) if init else None
     world, tok, vocab_path = load_world(run, recipe, log)
     n = len(world.names)
     base = load_config(base_config)
@@ -234,6 +259,9 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
     vae_file = run / "vae.pt"
     if vae_file.exists():
         vae.load_state_dict(torch.load(vae_file, weights_only=True))
+    elif warm is not None and warm.load(vae, "vae."):
+        log(f"VAE taken from {warm.directory}")
+        torch.save(vae.state_dict(), vae_file)
     else:
         def vae_step(g, step):
             idx = torch.randint(0, n, (recipe.vae.batch_size,), generator=g)
@@ -281,6 +309,10 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
             unet.load_state_dict(w["unet"])
             enc.load_state_dict(w["encoder"])
         else:
+            if warm is not None and warm.load(unet, f"collaborators.{m.name}.") \
+                    and warm.load(enc, f"encoders.{m.name}."):
+                log(f"collaborator {m.name} starts from {warm.directory}")
+
             def ldm_step(g, step, unet=unet, enc=enc, name=m.name):
                 idx = torch.randint(0, n, (recipe.ldm.batch_size,), generator=g)
                 return ldm_loss(unet, enc, conditions(name, idx), latents(idx, g), schedule, g, recipe.p2_gamma)
@@ -302,6 +334,8 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
         for k, d in diffusers.items():
             d.load_state_dict(w[k])
     elif diffusers:
+        if warm is not None and all([warm.load(d, f"diffusers.{k}.") for k, d in diffusers.items()]):
+            log(f"dynamic diffusers start from {warm.directory}")
         names = list(diffusers)
         subsets = [c for r in range(2, len(names) + 1) for c in combinations(names, r)]
 
@@ -324,8 +358,14 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
             model.diffusers[k].load_state_dict(diffusers[k].state_dict())
     save_pretrained(model, out, storage_dtype=torch.float16)  # half the file; loads as float32
     (out / "vocab.txt").write_text(vocab_path.read_text())
-    (out / "training.json").write_text(json.dumps({"recipe": _plain(recipe), "images": n, "scale_factor": scale,
-                                                   "stage_seconds": stage_seconds(run, cfg)}, indent=1))
+    record = {"recipe": _plain(recipe), "images": n, "scale_factor": scale, "stage_seconds": stage_seconds(run, cfg)}
+    if warm is not None and (warm.directory / "training.json").exists():
+        # a continued training: its cost includes the run it started from
+        before = json.loads((warm.directory / "training.json").read_text())
+        record["continued_from"] = before
+        now, then = record["stage_seconds"], before.get("stage_seconds", {})
+        record["stage_seconds"] = {k: round(now.get(k, 0.0) + then.get(k, 0.0), 1) for k in then | now}
+    (out / "training.json").write_text(json.dumps(record, indent=1))
     log(f"exported to {out}")
     return out
 
@@ -368,6 +408,9 @@ def main() -> None:
     ap.add_argument("--num-images", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--until", choices=("decoder",), help="stop after this stage (to run it beside a running job)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="an exported model directory to start from (its VAE, collaborators and diffusers): "
+                         "a new --run with --ldm-steps N continues an earlier training")
     ap.add_argument("--config", default="demo", help="model config to train (shipped name or YAML path), e.g. joint")
     ap.add_argument("--ldm-steps", type=int, default=None, help="collaborator steps (default: the recipe's)")
     ap.add_argument("--p2-gamma", type=float, default=None, help="P2 loss weighting exponent (0 = plain loss)")
@@ -383,7 +426,7 @@ def main() -> None:
         recipe = replace(recipe, p2_gamma=args.p2_gamma)
     t0 = time.time()
     run_demo(args.run, args.out, recipe, base_config=args.config,
-             log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True), until=args.until)
+             log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True), until=args.until, init=args.init)
     print(f"total wall time {time.time() - t0:.0f}s")
 
 

@@ -70,3 +70,25 @@ def test_diffusers_of_another_modality_set_are_kept_aside(tmp_path):
     assert not (tmp_path / "diffusers.pt").exists()
     assert (tmp_path / "diffusers.mask_text.pt").exists() and (tmp_path / "diffusers.mask_text.loss.jsonl").exists()
     assert "retraining" in said[0]
+
+
+def test_init_continues_an_exported_model_in_a_new_run(tmp_path):
+    """`--init DIR`: the VAE is taken, every network starts from the export, costs add up."""
+    import json
+
+    first = tmp_path / "first"
+    run_demo(tmp_path / "run1", first, tiny_recipe(), log=lambda s: None)
+    said = []
+    second = tmp_path / "second"
+    run_demo(tmp_path / "run2", second, tiny_recipe(), log=said.append, init=first)
+    assert not (tmp_path / "run2" / "vae.loss.jsonl").exists()  # no VAE training in the new run
+    assert any("VAE taken from" in s for s in said)
+    assert sum("starts from" in s for s in said) == 3 and any("diffusers start from" in s for s in said)
+    a, b = load_model(first), load_model(second)
+    assert torch.equal(a.vae.encoder.conv_in.weight, b.vae.encoder.conv_in.weight)  # (the decoder stage reruns)
+    assert not torch.equal(a.collaborators["mask"].out[-1].weight, b.collaborators["mask"].out[-1].weight)
+    rec_a = json.loads((first / "training.json").read_text())
+    rec_b = json.loads((second / "training.json").read_text())
+    assert rec_b["continued_from"]["stage_seconds"] == rec_a["stage_seconds"]
+    assert rec_b["stage_seconds"]["vae"] == rec_a["stage_seconds"]["vae"]
+    assert rec_b["stage_seconds"]["ldm_mask"] > rec_a["stage_seconds"]["ldm_mask"]
