@@ -8,6 +8,7 @@ turns those (and anything unexpected) into `gr.Error`, so nobody sees a stack tr
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -16,6 +17,7 @@ import queue
 import tempfile
 import threading
 import warnings
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -79,40 +81,109 @@ def _to_page(e: BaseException) -> Exception:
                     print_exception=False)
 
 
-def _flush_warnings(caught: list) -> None:
+class _WarningRouter:
+    """Python warnings raised for a request -> that request's page, with jobs overlapping.
+
+    `warnings.catch_warnings` swaps process-wide state, so two overlapping jobs could lose or swap
+    their warnings. Instead one `showwarning` hook is installed (the first time a handler runs) and
+    each thread working for a request registers that request's queue; a warning goes to the queue of
+    the thread that raised it, or to the log when no request owns the thread. UserWarnings are made
+    "always", so a warning a second request triggers is shown again instead of being deduplicated
+    process-wide."""
+
+    def __init__(self) -> None:
+        self._sinks: dict[int, deque] = {}
+        self._lock = threading.Lock()
+        self._hook: Callable | None = None
+
+    def _install(self) -> None:
+        """(Re)install the hook: a `catch_warnings` block elsewhere restores the previous one on exit."""
+        with self._lock:
+            if self._hook is not None and warnings.showwarning is self._hook:
+                return
+            previous = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                sink = self._sinks.get(threading.get_ident())
+                if sink is None:
+                    return previous(message, category, filename, lineno, file, line)
+                sink.append(str(message))
+
+            self._hook = warnings.showwarning = show
+            warnings.filterwarnings("always", category=UserWarning)
+
+    def current(self) -> deque | None:
+        return self._sinks.get(threading.get_ident())
+
+    @contextlib.contextmanager
+    def collect(self, sink: deque | None):
+        """Route this thread's warnings into `sink` (nothing changes when `sink` is None)."""
+        if sink is None:
+            yield
+            return
+        self._install()
+        tid = threading.get_ident()
+        before = self._sinks.get(tid)
+        self._sinks[tid] = sink
+        try:
+            yield
+        finally:
+            if before is None:
+                self._sinks.pop(tid, None)
+            else:
+                self._sinks[tid] = before
+
+
+_WARNINGS = _WarningRouter()  # process-wide by nature: it wraps the warnings module's one hook
+
+
+def _flush_warnings(sink: deque) -> None:
     gr = _gr()
-    for message in dict.fromkeys(str(w.message) for w in caught):  # each distinct warning once
-        gr.Warning(message)
+    shown = set()
+    while sink:
+        message = sink.popleft()
+        if message not in shown:  # each distinct warning once per flush
+            shown.add(message)
+            gr.Warning(message)
 
 
 def friendly(fn: Callable) -> Callable:
-    """Turn exceptions into readable gr.Error and Python warnings into gr.Warning toasts;
-    works for plain functions and generators (streaming handlers)."""
+    """Turn exceptions into readable gr.Error and Python warnings into gr.Warning toasts (shown as
+    they happen); works for plain functions and generators (streaming handlers), whose steps may
+    each run on another thread."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen(*args, **kwargs):
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    yield from fn(*args, **kwargs)
-                except GeneratorExit:
-                    raise
-                except Exception as e:
-                    raise _to_page(e) from e
-                finally:
-                    _flush_warnings(caught)
+            sink: deque = deque()
+            inner = fn(*args, **kwargs)
+            try:
+                while True:
+                    with _WARNINGS.collect(sink):
+                        try:
+                            item = next(inner)
+                        except StopIteration:
+                            return
+                    _flush_warnings(sink)
+                    yield item
+            except GeneratorExit:
+                inner.close()  # Stop / a closed page: let the handler stop its worker
+                raise
+            except Exception as e:
+                raise _to_page(e) from e
+            finally:
+                _flush_warnings(sink)
         return gen
 
     @functools.wraps(fn)
     def plain(*args, **kwargs):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
+        sink: deque = deque()
+        try:
+            with _WARNINGS.collect(sink):
                 return fn(*args, **kwargs)
-            except Exception as e:
-                raise _to_page(e) from e
-            finally:
-                _flush_warnings(caught)
+        except Exception as e:
+            raise _to_page(e) from e
+        finally:
+            _flush_warnings(sink)
     return plain
 
 
@@ -283,9 +354,13 @@ class _Stream:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
+        sink = _WARNINGS.current()  # the worker's warnings belong to the same request
+
         def run():
             try:
-                self.items.put(("result", self.work(lambda x: self.items.put(("update", x)), self.stop.is_set)))
+                with _WARNINGS.collect(sink):
+                    result = self.work(lambda x: self.items.put(("update", x)), self.stop.is_set)
+                self.items.put(("result", result))
             except BaseException as e:  # handed to the generator, raised there
                 self.items.put(("error", e))
 

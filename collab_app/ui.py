@@ -204,8 +204,8 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
     captions = h.example_captions()
     attribute_names = state.attribute_names()
     with gr.Blocks(title="collab — Collaborative Diffusion") as demo:
-        gr.Markdown("# Collaborative Diffusion\nMulti-modal face generation and editing: a text model and a "
-                    "mask model, joined per pixel and per step by learned influence functions.")
+        gr.Markdown("# Collaborative Diffusion\nMulti-modal face generation and editing: uni-modal models (text, "
+                    "mask, attributes) joined per pixel and per step by learned influence functions.")
         with gr.Row():
             model_name = gr.Dropdown(state.choices(), value=state.default_model, label="Model", scale=2)
             with gr.Accordion("Models: available and missing", open=False):

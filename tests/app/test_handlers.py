@@ -252,3 +252,37 @@ def test_the_page_builds_with_named_endpoints(state):
     demo = build_app(state)
     names = {fn.api_name for fn in demo.fns.values()}
     assert {"generate", "edit", "influence", "compare"} <= names
+
+
+def test_overlapping_jobs_get_their_own_warnings_every_time(monkeypatch):
+    """Warnings reach the page of the request that raised them, from its worker thread too, and a
+    repeated warning is shown again (no process-wide 'once')."""
+    import threading
+
+    import gradio as gr
+
+    shown = []
+    monkeypatch.setattr(gr, "Warning", lambda msg: shown.append((threading.current_thread().name, msg)))
+    barrier = threading.Barrier(2)
+
+    def job(name):
+        barrier.wait()  # both jobs are inside their handler at once
+        for _ in range(20):
+            warnings.warn(f"from {name}")
+        barrier.wait()
+
+    threads = [threading.Thread(target=h.friendly(job), args=(n,), name=n) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(shown) == [("a", "from a"), ("b", "from b")]
+
+    def streaming():
+        for kind, payload in h._Stream(lambda report, cancelled: warnings.warn("inside the worker")):
+            yield kind
+
+    shown.clear()
+    for _ in range(2):
+        assert list(h.friendly(streaming)()) == ["result"]
+    assert [m for _, m in shown] == ["inside the worker", "inside the worker"]
