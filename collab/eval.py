@@ -608,6 +608,9 @@ def main(argv: list[str] | None = None) -> None:
                          "with the same settings, e.g. a row whose model was trained later")
     ap.add_argument("--edits", type=int, default=0, help="also evaluate this many edits (fast preset)")
     ap.add_argument("--only-edits", action="store_true", help="skip the generation table")
+    ap.add_argument("--edit-alpha", type=float, default=1.0, help="alpha of the evaluated edits")
+    ap.add_argument("--edit-preset", choices=("fast", "official"), default="fast",
+                    help="optimisation settings of the evaluated edits (official: 500 + 1000 iterations)")
     args = ap.parse_args(argv)
     if not (Path(args.evaluator) / "evaluator.yaml").exists():
         ap.error(f"no evaluator in {args.evaluator} (train one: python -m collab.train.evaluator --out {args.evaluator})")
@@ -624,8 +627,13 @@ def main(argv: list[str] | None = None) -> None:
                      sampler_study=not args.no_sampler_study, sampler_n=args.sampler_n)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.edits:
-        res = evaluate_edits(model, ev, args.edits, steps=args.steps)
-        (args.out / "edits.json").write_text(json.dumps(res, indent=1))
+        from collab.editing import EditSettings
+
+        settings = EditSettings.official() if args.edit_preset == "official" else EditSettings.fast()
+        res = evaluate_edits(model, ev, args.edits, settings=settings, alpha=args.edit_alpha, steps=args.steps)
+        name = "edits.json" if (args.edit_preset, args.edit_alpha) == ("fast", 1.0) else \
+            f"edits_{args.edit_preset}_alpha{args.edit_alpha:g}.json"
+        (args.out / name).write_text(json.dumps(res, indent=1))
         print(json.dumps(res["summary"], indent=1))
     if args.only_edits:
         return

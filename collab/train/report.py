@@ -61,10 +61,11 @@ def plot_losses(logs: dict[str, list[dict]], path: Path) -> Path:
 
 
 def sample_grid(model_dir: Path, path: Path, n: int = 6, steps: int = 50) -> Path:
-    """Rows: input mask, real render, text only, mask only, collaborative (held-out conditions)."""
+    """Rows: input mask, real render, each modality alone, all of them collaboratively (held-out
+    conditions, by kind: the caption, the mask, the attribute flags)."""
     from PIL import Image
 
-    from collab.eval import HELDOUT_WORLD, held_out_pairs
+    from collab.eval import HELDOUT_WORLD, conditions_for, held_out_pairs
     from collab.masks import colorize
     from collab.pipeline import generate
     from collab.registry import load_model
@@ -72,14 +73,44 @@ def sample_grid(model_dir: Path, path: Path, n: int = 6, steps: int = 50) -> Pat
 
     model = load_model(model_dir)
     data = held_out_pairs(n, model.config.image_size, HELDOUT_WORLD)
+    idx = np.arange(n)
     rows = {"mask": [colorize(m) for m in data.labels], "real": list(data.images)}
-    runs = {"text only": {"text": data.captions}, "mask only": {"mask": list(data.labels)},
-            "collaborative": {"text": data.captions, "mask": list(data.labels)}}
-    for name, conds in runs.items():
-        rows[name] = list(generate(model, conds, steps=steps, seed=0, batch_size=n).images)
+    runs = {f"{name} only": (name,) for name in model.names}
+    if len(model.names) > 1:
+        runs["collaborative (" + " + ".join(model.names) + ")"] = tuple(model.names)
+    for title, names in runs.items():
+        conds = conditions_for(model, names, data, idx, paraphrase=False)
+        rows[title] = list(generate(model, conds, steps=steps, seed=0, batch_size=n).images)
     cells = [label(im, name if j == 0 else "") for name, ims in rows.items() for j, im in enumerate(ims)]
     Image.fromarray(grid(cells, ncols=n)).save(path)
     return path
+
+
+def history_lines(model_dir: Path) -> list[str]:
+    """Training time per stage summed over every run that led to the model (training.json), when
+    the model was continued from an earlier export with --init."""
+    f = model_dir / "training.json"
+    if not f.exists():
+        return []
+    record = json.loads(f.read_text())
+    if "continued_from" not in record:
+        return []
+    runs, r = [], record
+    while r is not None:
+        runs.append(r)
+        r = r.get("continued_from")
+    lines = ["", f"The model went through {len(runs)} runs (the first one, then `--init` continuations); "
+             "the table above is the last run. Steps per run, first to last, and the total training "
+             "time of each stage:", "", "| stage | steps per run | total wall time |", "|---|---|---|"]
+    runs = runs[::-1]  # first to last; stage_seconds are cumulative, so a stage trained in a run
+    for stage, secs in record["stage_seconds"].items():  # where its total grew (else it was taken over)
+        key = "vae" if stage == "vae" else "diffusers" if stage == "diffusers" else "ldm"
+        totals = [r.get("stage_seconds", {}).get(stage, 0.0) for r in runs]
+        steps = [str(r["recipe"][key]["steps"]) if t > (totals[i - 1] if i else 0.0) else "0"
+                 for i, (r, t) in enumerate(zip(runs, totals))]
+        lines.append(f"| {stage} | {' + '.join(steps)} | {secs / 60:.1f} min |")
+    lines.append(f"| total | | {sum(record['stage_seconds'].values()) / 60:.1f} min |")
+    return lines
 
 
 def write_report(run: Path, model_dir: Path, out: Path, command: str) -> Path:
@@ -95,10 +126,10 @@ def write_report(run: Path, model_dir: Path, out: Path, command: str) -> Path:
         total += secs
         final = np.mean([r["loss"] for r in recs[-5:]])
         lines.append(f"| {stage} | {recs[-1]['step']} | {final:.4f} | {secs / 60:.1f} min |")
-    lines += [f"| total | | | {total / 60:.1f} min |", "",
+    lines += [f"| total | | | {total / 60:.1f} min |", *history_lines(model_dir), "",
               "![loss curves](loss_curves.png)", "",
               "Held-out conditions (a face-world seed never used in training), 50 DDIM steps, seed 0; rows: "
-              "input mask, the real render of those conditions, text only, mask only, collaborative.", "",
+              "input mask, the real render of those conditions, each modality alone, all together.", "",
               "![samples](samples.png)", ""]
     (out / "README.md").write_text("\n".join(lines))
     return out / "README.md"
