@@ -80,3 +80,12 @@ def tokenizer() -> WordPieceTokenizer:
 @pytest.fixture()
 def model() -> CollaborativeModel:
     return tiny_model()
+
+
+@pytest.fixture()
+def one_thread():
+    """Small models are overhead-bound: one intra-op thread is faster, and stays fast on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,19 +1,13 @@
 """The embedded model sets: they load through the registry strictly and do what they claim."""
 import numpy as np
 import pytest
-import torch
 
 from collab.evaluator import Evaluator, confusion, miou
 from collab.pipeline import generate
 from collab.registry import MODELS, checkpoints_dir, load_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

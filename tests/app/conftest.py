@@ -3,7 +3,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from collab.checkpoint import save_pretrained
 from collab_app.state import AppState
@@ -11,12 +10,9 @@ from tests.conftest import VOCAB, tiny_config, tiny_model
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are overhead-bound: one intra-op thread is faster, and stays fast on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_for_the_app(one_thread):
+    """Every app test runs its tiny models on one thread (see tests/conftest.py `one_thread`)."""
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
