@@ -32,6 +32,13 @@ class ModalityConfig:
     layout: bool = False  # decayed and boosted by the official rule (the mask branch)
     official_name: str | None = None  # branch name in official checkpoints: "seg_mask", "text"
 
+    def inputs(self) -> tuple[tuple[str, str, Any], ...]:
+        """(name, kind, encoder config) of each raw condition this modality reads: itself, or each
+        part of a joint encoder."""
+        if self.kind == "joint":
+            return tuple((p.name, p.kind, p.encoder) for p in self.encoder.parts)
+        return ((self.name, self.kind, self.encoder),)
+
 
 @dataclass(frozen=True)
 class ModelConfig:

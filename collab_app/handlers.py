@@ -270,12 +270,8 @@ def read_attributes(ticked: Any) -> list[str] | None:
     return [str(t).strip() for t in ticked]
 
 
-def _raw_for(kind: str, encoder: Any, given: dict[str, Any]) -> Any:
-    """The user's condition for a modality (or joint part) of `kind`, or None when not given."""
-    if kind == "joint":
-        parts = {p.name: _raw_for(p.kind, p.encoder, given) for p in encoder.parts}
-        return None if any(v is None for v in parts.values()) else parts
-    return given.get("mask" if kind == "mask_grid" else kind)
+def _given_kind(kind: str) -> str:
+    return "mask" if kind == "mask_grid" else kind  # both read the painted mask
 
 
 def conditions_from(model: CollaborativeModel, text: str | None, mask: np.ndarray | None,
@@ -285,18 +281,17 @@ def conditions_from(model: CollaborativeModel, text: str | None, mask: np.ndarra
     given = {"text": text, "mask": mask, "attributes": None if attributes is None else ", ".join(attributes) or "none"}
     conds, used = {}, set()
     for m in model.config.modalities:
-        raw = _raw_for(m.kind, m.encoder, given)
-        if raw is not None:
-            conds[m.name] = raw
-            used |= {m.kind} if m.kind != "joint" else {p.kind for p in m.encoder.parts}
-    used |= {"mask"} if "mask_grid" in used else set()
+        raws = {name: given.get(_given_kind(kind)) for name, kind, _ in m.inputs()}
+        if any(v is None for v in raws.values()):
+            continue
+        conds[m.name] = raws if m.kind == "joint" else raws[m.name]
+        used |= {_given_kind(kind) for _, kind, _ in m.inputs()}
     unread = [k for k, v in given.items() if v is not None and k not in used]
     if conds and unread:  # said, not silently dropped
         warnings.warn(f"this model does not use the {' and the '.join(unread)} you gave "
                       f"(it reads {', '.join(conds)}); {'they were' if len(unread) > 1 else 'it was'} ignored")
     if not conds:
-        wants = [m.name if m.kind != "joint" else " + ".join(p.name for p in m.encoder.parts)
-                 for m in model.config.modalities]
+        wants = [" + ".join(name for name, _, _ in m.inputs()) for m in model.config.modalities]
         raise UserError(f"give a condition this model reads ({' or '.join(wants)}): write a description, "
                         "paint / upload a mask, or tick attributes")
     return conds
@@ -582,20 +577,20 @@ def _metrics_caption(ev, image: np.ndarray, mask: np.ndarray | None) -> str:
 JOINT_MODEL = "joint"  # the registry's jointly trained baseline, shown in Compare when installed
 
 
-def _joint_run(state: AppState, model_name: str, text, mask, attrs) -> tuple | None:
+def _joint_run(state: AppState, model_name: str, mask, attrs) -> tuple | None:
     """(title, model name, model, conditions, mode) of the jointly trained baseline when it is
-    installed, is not the model being compared, and every condition it needs was given."""
+    installed, is not the model being compared, and every condition it reads was given (decided
+    from its config, so it is loaded only when it will run). It reads no text."""
     if JOINT_MODEL not in state.choices() or state.resolve(model_name) == JOINT_MODEL:
         return None
+    given = {"mask": mask, "attributes": attrs}
+    inputs = [i for m in state.config(JOINT_MODEL).modalities for i in m.inputs()]
+    if any(given.get(_given_kind(kind)) is None for _, kind, _ in inputs):
+        return None
     joint = state.model(JOINT_MODEL)
-    try:
-        conds = conditions_from(joint, text, mask, attrs)
-    except UserError:
-        return None
-    if len(conds) != len(joint.names):
-        return None
-    parts = " + ".join(p.name for m in joint.config.modalities for p in getattr(m.encoder, "parts", ()))
-    return f"joint LDM ({parts or ', '.join(joint.names)})", JOINT_MODEL, joint, conds, "collaborative"
+    conds = conditions_from(joint, None, mask, attrs)
+    title = f"joint LDM ({' + '.join(name for name, _, _ in inputs)})"
+    return title, JOINT_MODEL, joint, conds, "collaborative"
 
 
 def compare_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
@@ -608,7 +603,7 @@ def compare_stream(state: AppState, model_name: str, text: str, mask_value: Any,
     name = state.resolve(model_name)
     runs = [(f"{n} only", name, model, {n: c}, "collaborative") for n, c in conds.items()]
     runs += [(COMPARE_TITLES[m], name, model, conds, m) for m in ("composable", "collaborative")]
-    joint = _joint_run(state, model_name, None, mask, read_attributes(attributes))  # it reads no text
+    joint = _joint_run(state, model_name, mask, read_attributes(attributes))
     if joint is not None:
         runs.append(joint)
     progress = progress or _no_progress

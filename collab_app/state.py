@@ -48,16 +48,25 @@ class AppState:
                 self.models[name] = load_model(name, device=self.device)
             return self.models[name]
 
-    def attribute_names(self) -> tuple[str, ...]:
-        """Attribute names read by any selectable model in the project's own format (from its
-        config.yaml, without loading weights): what the page's attribute picker offers."""
+    def config(self, name: str | None = None):
+        """A selectable model's config without loading its weights (None for official .ckpt sets,
+        whose configs name no attribute modality)."""
         from collab.config import load_config
 
+        name = self.resolve(name)
+        if name in self.models:
+            return self.models[name].config
+        d = Path(name) if Path(name).is_dir() else checkpoints_dir() / name
+        return load_config(d / "config.yaml") if (d / "config.yaml").exists() else None
+
+    def attribute_names(self) -> tuple[str, ...]:
+        """Attribute names read by any selectable model (from configs, without loading weights):
+        what the page's attribute picker offers."""
         names: dict[str, None] = {}
         for choice in self.choices():
-            d = Path(choice) if Path(choice).is_dir() else checkpoints_dir() / choice
-            if (d / "config.yaml").exists():
-                names |= dict.fromkeys(attribute_names(load_config(d / "config.yaml")))
+            cfg = self.config(choice)
+            if cfg is not None:
+                names |= dict.fromkeys(attribute_names(cfg))
         return tuple(names)
 
     def busy(self, name: str | None = None) -> threading.Lock:
@@ -112,7 +121,7 @@ class AppState:
 def attribute_names(cfg) -> tuple[str, ...]:
     """The names read by a config's attribute modality, or by the attribute part of a joint one."""
     for m in cfg.modalities:
-        for kind, enc in [(m.kind, m.encoder)] + [(p.kind, p.encoder) for p in getattr(m.encoder, "parts", ())]:
+        for _, kind, enc in m.inputs():
             if kind == "attributes":
                 return tuple(enc.names)
     return ()
