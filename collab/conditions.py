@@ -31,7 +31,7 @@ class ConditionInput(Protocol):
 
 @dataclass
 class TextInput:
-    """Prompts -> BERT token ids [B, 77]; lower-cased first, as the official scripts do."""
+    """Prompts -> BERT token ids [B, max_length]; lower-cased first, as the official scripts do."""
 
     tokenizer: WordPieceTokenizer
     max_length: int = 77
@@ -155,7 +155,7 @@ class JointInput:
 def input_for(kind: str, encoder_config: Any, tokenizer: WordPieceTokenizer | None = None) -> ConditionInput | None:
     """The input adapter of a modality of `kind`; None for text when no tokenizer is available."""
     if kind == "text":
-        return TextInput(tokenizer) if tokenizer is not None else None
+        return TextInput(tokenizer, max_length=encoder_config.max_seq_len) if tokenizer is not None else None
     if kind in ("mask", "mask_grid"):
         return MaskInput(kind=kind)
     if kind == "attributes":

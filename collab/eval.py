@@ -107,6 +107,7 @@ class EvalConfig:
     diversity_samples: int = 4
     sampler_study: bool = True
     sampler_n: int = 40
+    denoising_study: bool = True  # per-timestep noise-prediction error of each collaborator and the mix
 
 
 @dataclass
@@ -225,6 +226,7 @@ class EvalReport:
     samplers: dict[str, dict[str, float]] = field(default_factory=dict)
     real: dict[str, float] = field(default_factory=dict)
     sections: dict[str, list[str]] = field(default_factory=dict)  # table title -> its row names
+    denoising: dict = field(default_factory=dict)  # see denoising_errors
 
 
 def training_hours(method: Method, model: CollaborativeModel, stage_seconds: dict[str, float] | None) -> float:
@@ -285,6 +287,9 @@ def evaluate(model: CollaborativeModel, ev: Evaluator, cfg: EvalConfig, methods:
         gallery[m.name] = s.images[:8]
         if acc is not None and acc.sums:
             report.influence[m.name] = influence_summary(acc)
+    pair = paper_pair(model)
+    if cfg.denoising_study and len(pair) == 2 and all(k in model.diffusers for k in pair):
+        report.denoising = denoising_errors(model, pair, data, cfg.n, seed=cfg.seed)
     if cfg.sampler_study and len(model.names) > 1:
         collab_method = Method("collaborative", paper_pair(model))
         n = min(cfg.sampler_n, cfg.n)
@@ -326,6 +331,48 @@ def influence_summary(acc: RegionAccumulator) -> dict:
             "boundary_minus_interior": float(np.nanmean(r.mean[:, -2] - r.mean[:, -1])) if acc.with_boundary else None,
         }
     return out
+
+
+DENOISING_TIMESTEPS = (25, 100, 250, 400, 550, 700, 850, 980)
+
+
+def denoising_errors(model: CollaborativeModel, modalities: tuple[str, ...], data: HeldOut, n: int,
+                     timesteps=DENOISING_TIMESTEPS, seed: int = 0) -> dict:
+    """Why the dynamic diffusers weigh the collaborators as they do: at fixed timesteps, the
+    noise-prediction MSE (Algorithm 1's loss) of each collaborator alone, of the learned per-pixel
+    mix, and of the best fixed convex weight (one scalar per timestep, searched on the same batch,
+    so it is an optimistic reference), on the held-out renders (VAE posterior means)."""
+    import torch
+
+    from collab.combination import combine, softmax_influence
+    from collab.schedule import DiffusionSchedule
+
+    cfg = model.config
+    sched = DiffusionSchedule.linear(cfg.timesteps, cfg.linear_start, cfg.linear_end)
+    idx = np.arange(min(n, len(data.captions)))
+    images = torch.from_numpy(data.images[idx]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    z0 = model.encode(images)
+    raws = conditions_for(model, modalities, data, idx, False)
+    ctx = {k: model.encode_condition(k, raws[k]) for k in modalities}
+    g = torch.Generator().manual_seed(seed)
+    grid = torch.linspace(0, 1, 21)
+    rows = []
+    with torch.no_grad():
+        for t in timesteps:
+            tt = torch.full((len(idx),), int(t), device=z0.device)
+            noise = torch.randn(z0.shape, generator=g).to(z0.device)
+            x_t = sched.q_sample(z0, tt, noise)
+            eps = torch.stack([model.run("collaborators", k, x_t, tt, ctx[k]) for k in modalities]).float()
+            w = softmax_influence(torch.stack([model.run("diffusers", k, x_t, tt, ctx[k]) for k in modalities]))
+            row = {"t": int(t), **{k: float((eps[i] - noise).pow(2).mean()) for i, k in enumerate(modalities)},
+                   "learned mix": float((combine(eps, w) - noise).pow(2).mean()),
+                   "learned weight": {k: float(w[i].mean()) for i, k in enumerate(modalities)}}
+            if len(modalities) == 2:  # best fixed convex weight of the first modality
+                errs = torch.stack([(a * eps[0] + (1 - a) * eps[1] - noise).pow(2).mean() for a in grid])
+                row["best fixed mix"] = float(errs.min())
+                row["best fixed weight"] = {modalities[0]: float(grid[int(errs.argmin())])}
+            rows.append(row)
+    return {"modalities": list(modalities), "n": len(idx), "rows": rows}
 
 
 # ---------------------------------------------------------------- editing (Algorithm 3)
@@ -470,6 +517,8 @@ def markdown(report: EvalReport) -> str:
             for mod, d in inf["modalities"].items():
                 lines.append(f"| {mname} | {mod} | {d['layout_first_score']:.3f} | {d['share'][0]:.3f} | "
                              f"{d['share'][-1]:.3f} | {_fmt(d['boundary_minus_interior'])} |")
+    if report.denoising:
+        lines += denoising_markdown(report.denoising)
     if report.samplers:
         cols = (("steps", "steps"), ("miou", "mask mIoU"), ("acc_mean", "attr acc"), ("frechet", "Frechet"),
                 ("seconds_per_image", "s/image"))
@@ -477,6 +526,21 @@ def markdown(report: EvalReport) -> str:
         for name, row in report.samplers.items():
             lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k)) for k, _ in cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+def denoising_markdown(d: dict) -> list[str]:
+    mods = d["modalities"]
+    first = mods[0]
+    head = ["t", *(f"MSE {k} only" for k in mods), "MSE learned mix", f"learned weight {first}",
+            "MSE best fixed mix", f"best fixed weight {first}"]
+    lines = ["", f"Noise-prediction error by timestep ({d['n']} held-out renders; Algorithm 1's loss):", "",
+             "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in d["rows"]:
+        vals = [str(r["t"]), *(f"{r[k]:.4f}" for k in mods), f"{r['learned mix']:.4f}",
+                f"{r['learned weight'][first]:.2f}", _fmt(r.get("best fixed mix")),
+                _fmt((r.get("best fixed weight") or {}).get(first))]
+        lines.append("| " + " | ".join(vals) + " |")
+    return lines
 
 
 def plot_influence(report: EvalReport, path: Path, method: str = "collaborative") -> Path | None:
@@ -554,7 +618,8 @@ def merge_reports(previous: dict, new: EvalReport, sections: dict[str, list[Meth
     order = {t: [m.name for m in ms if m.name in rows] for t, ms in sections.items()}
     config = previous["config"] | {"merged_rows": sorted(new.rows)}
     return EvalReport(config, rows, previous.get("influence", {}) | new.influence, previous.get("samplers", {}),
-                      previous.get("real", {}), {t: names for t, names in order.items() if names})
+                      previous.get("real", {}), {t: names for t, names in order.items() if names},
+                      previous.get("denoising", {}))
 
 
 def _model_dir(source: str) -> Path | None:
@@ -600,6 +665,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--diversity-pairs", type=int, default=8)
     ap.add_argument("--no-sampler-study", action="store_true")
     ap.add_argument("--sampler-n", type=int, default=40)
+    ap.add_argument("--no-denoising-study", action="store_true",
+                    help="skip the per-timestep noise-prediction error table")
     ap.add_argument("--joint", default="joint", help="the jointly trained baseline (name or directory) for the "
                     "'beyond two modalities' table, used when present; 'none' to skip")
     ap.add_argument("--no-beyond", action="store_true", help="only the paper's table (mask + text)")
@@ -624,7 +691,8 @@ def main(argv: list[str] | None = None) -> None:
     ev = Evaluator.load(args.evaluator)
     cfg = EvalConfig(n=args.n, steps=args.steps, eta=args.eta, sampler=args.sampler, batch_size=args.batch_size,
                      rule=args.rule, seed=args.seed, diversity_pairs=args.diversity_pairs,
-                     sampler_study=not args.no_sampler_study, sampler_n=args.sampler_n)
+                     sampler_study=not args.no_sampler_study, sampler_n=args.sampler_n,
+                     denoising_study=not args.no_denoising_study)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.edits:
         from collab.editing import EditSettings
@@ -655,6 +723,7 @@ def main(argv: list[str] | None = None) -> None:
         if (args.out / "results.json").exists():
             previous = json.loads((args.out / "results.json").read_text())
         cfg.sampler_study = False
+        cfg.denoising_study = False
     run_sections = {t: [m for m in ms if not args.only or m.name in args.only] for t, ms in sections.items()}
     t0 = time.time()
     report, gallery = evaluate(model, ev, cfg, sections={t: ms for t, ms in run_sections.items() if ms},

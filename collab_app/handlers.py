@@ -196,7 +196,7 @@ def read_text(text: str | None) -> str | None:
         return None
     if len(text) > MAX_TEXT_CHARS:
         raise UserError(f"the text is {len(text)} characters long; keep it under {MAX_TEXT_CHARS} "
-                        "(the text encoder reads at most 77 tokens anyway)")
+                        "(text encoders read only the first 32 to 77 tokens anyway)")
     return text
 
 

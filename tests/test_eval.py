@@ -57,6 +57,8 @@ def test_small_evaluation_runs_and_reports_every_method(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["rows"]["collaborative"]["miou"] == report.rows["collaborative"]["miou"]
     md = markdown(report)
     assert "| collaborative |" in md and "layout-first score" in md
+    assert [r["t"] for r in report.denoising["rows"]] == [25, 100, 250, 400, 550, 700, 850, 980]
+    assert "Noise-prediction error by timestep (4 held-out renders" in md
 
 
 def test_cli_needs_an_evaluator(tmp_path):
@@ -148,3 +150,28 @@ def test_only_rows_merge_into_previous_results(tmp_path):
         main(args + ["--only", "text only", "--steps", "3"])  # other settings: refuse to merge
     with pytest.raises(SystemExit):
         main(args + ["--only", "no such row"])
+
+
+def test_denoising_errors_explain_the_learned_weights():
+    """Per-timestep MSE of each collaborator, of the learned mix, and of the best fixed weight."""
+    import torch
+
+    from collab.eval import denoising_errors, denoising_markdown
+
+    model = tiny_model()
+    data = held_out_pairs(3, model.config.image_size)
+    with torch.no_grad():  # make the mask's diffuser win everywhere: its logit is +20
+        for name, bias in (("mask", 20.0), ("text", 0.0)):
+            out = model.diffusers[name].out[-1]
+            out.weight.zero_(), out.bias.fill_(bias)
+    d = denoising_errors(model, ("mask", "text"), data, 3, timesteps=(10, 500, 990))
+    assert [r["t"] for r in d["rows"]] == [10, 500, 990] and d["n"] == 3
+    for r in d["rows"]:
+        assert r["learned weight"]["mask"] > 0.999
+        assert r["learned mix"] == pytest.approx(r["mask"], rel=1e-4)
+        # the grid holds 0 and 1, so the best fixed mix is never worse than either collaborator alone
+        assert r["best fixed mix"] <= min(r["mask"], r["text"]) + 1e-7
+    # noise is drawn per timestep from the seed: the same call gives the same numbers
+    assert denoising_errors(model, ("mask", "text"), data, 3, timesteps=(10, 500, 990)) == d
+    md = "\n".join(denoising_markdown(d))
+    assert "| t | MSE mask only | MSE text only | MSE learned mix |" in md and md.count("\n| 500 |") == 1

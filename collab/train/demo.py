@@ -17,7 +17,7 @@ import json
 import re
 import time
 from itertools import combinations
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ import torch
 
 from collab.checkpoint import save_pretrained
 from collab.config import ModelConfig, load_config
-from collab.encoders import build_encoder
+from collab.encoders import PretrainedTextEncoder, PretrainedTextEncoderConfig, TextEncoderConfig, build_encoder
 from collab.model import CollaborativeModel
 from collab.schedule import DiffusionSchedule
 from collab.tokenizer import WordPieceTokenizer
@@ -52,7 +52,8 @@ class DemoRecipe:
     decoder: LoopConfig = LoopConfig(steps=0, lr=3e-4, batch_size=8, warmup=50)
     ldm: LoopConfig = LoopConfig(steps=1500, lr=5e-4, batch_size=32, ema_decay=0.999, warmup=100, sample_every=1000)
     diffusers: LoopConfig = LoopConfig(steps=800, lr=5e-4, batch_size=32, warmup=50)
-    p2_gamma: float = 0.0
+    p2_gamma: float = 0.0  # P2 weighting of the collaborators' loss
+    diffuser_p2_gamma: float = 0.0  # and of Algorithm 1's loss (the diffusers)
 
     def scaled(self, factor: float) -> DemoRecipe:
         """Every stage's step count times `factor` (for smoke runs and tests)."""
@@ -80,10 +81,13 @@ def build_vocab(captions: list[str]) -> list[str]:
 class WorldTensors:
     images: torch.Tensor  # uint8 [N, 3, H, W]
     labels32: torch.Tensor  # uint8 [N, 1024] mask labels on the 32x32 grid
-    tokens: torch.Tensor  # int64 [N, 77]
+    tokens: torch.Tensor  # int64 [N, 77], the world's own vocabulary (text encoders trained from scratch)
     names: list[str]
     attributes: torch.Tensor | None = None  # float 0/1 [N, K]
     attribute_names: tuple[str, ...] = ()
+    captions: list[str] = field(default_factory=list)
+    cache_dir: Path | None = None  # where frozen text-encoder states are cached
+    _states: dict = field(default_factory=dict)
 
     def batch_images(self, idx: torch.Tensor) -> torch.Tensor:
         return self.images[idx].float() / 127.5 - 1.0
@@ -94,6 +98,8 @@ class WorldTensors:
     def batch_conditions(self, kind: str, encoder_config, idx: torch.Tensor):
         """The encoder input of a modality of `kind` for images `idx` (a dict for a joint encoder)."""
         if kind == "text":
+            if isinstance(encoder_config, PretrainedTextEncoderConfig):
+                return self.frozen_text_states(encoder_config)[idx].float()
             return self.tokens[idx]
         if kind in ("mask", "mask_grid"):
             return self.batch_masks(idx)
@@ -105,6 +111,30 @@ class WorldTensors:
         if kind == "joint":
             return {p.name: self.batch_conditions(p.kind, p.encoder, idx) for p in encoder_config.parts}
         raise ValueError(f"no training data for condition kind {kind!r}")
+
+
+    def frozen_text_states(self, cfg: PretrainedTextEncoderConfig) -> torch.Tensor:
+        """Every caption through a frozen pre-trained text backbone, once (float16 [N, L, width], cached
+        in memory and in `cache_dir`): its encoder's trained part then takes these states directly."""
+        key = (cfg.backbone, cfg.max_seq_len)
+        if key not in self._states:
+            path = self.cache_dir / f"text_states_{cfg.backbone}_{cfg.max_seq_len}.pt" if self.cache_dir else None
+            if path is not None and path.exists():
+                states = torch.load(path, weights_only=True)
+            else:
+                if not self.captions:
+                    raise ValueError("no captions in the world cache to encode")
+                from collab.conditions import TextInput
+                from collab.minilm import package_dir
+
+                enc = PretrainedTextEncoder(cfg)
+                tok = TextInput(WordPieceTokenizer.from_vocab_file(package_dir() / "vocab.txt"), cfg.max_seq_len)
+                states = torch.cat([enc.states(tok.prepare(self.captions[i:i + 256])).to(torch.float16)
+                                    for i in range(0, len(self.captions), 256)])
+                if path is not None:
+                    torch.save(states, path)
+            self._states[key] = states
+        return self._states[key]
 
 
 def load_world(run: Path, recipe: DemoRecipe, log) -> tuple[WorldTensors, WordPieceTokenizer, Path]:
@@ -124,7 +154,7 @@ def load_world(run: Path, recipe: DemoRecipe, log) -> tuple[WorldTensors, WordPi
         tok = WordPieceTokenizer.from_vocab_file(vocab_path, verify=False)
         images = torch.stack([((it["image"] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8) for it in items])
         labels = torch.stack([it["mask"].argmax(0).to(torch.uint8) for it in items])
-        torch.save({"images": images, "labels32": labels, "tokens": tok.encode(captions).ids,
+        torch.save({"images": images, "labels32": labels, "tokens": tok.encode(captions).ids, "captions": captions,
                     "names": [it["name"] for it in items], "attributes": torch.stack([it["attributes"] for it in items]),
                     "attribute_names": list(ds.attribute_names)}, cache)
     t = torch.load(cache, weights_only=True)
@@ -133,9 +163,13 @@ def load_world(run: Path, recipe: DemoRecipe, log) -> tuple[WorldTensors, WordPi
         t["attributes"] = torch.from_numpy(np.stack([table[n] for n in t["names"]]))
         t["attribute_names"] = list(names)
         torch.save(t, cache)
+    if "captions" not in t:  # caches made before pre-trained text encoders: add the raw captions once
+        table = json.loads((data / "captions.json").read_text())
+        t["captions"] = [table[name]["Beard_and_Age"] for name in t["names"]]
+        torch.save(t, cache)
     tok = WordPieceTokenizer.from_vocab_file(vocab_path, verify=False)
     return (WorldTensors(t["images"], t["labels32"], t["tokens"], t["names"], t["attributes"],
-                         tuple(t["attribute_names"])), tok, vocab_path)
+                         tuple(t["attribute_names"]), t["captions"], run), tok, vocab_path)
 
 
 def _attribute_table(data: Path):
@@ -154,9 +188,24 @@ def _attribute_table(data: Path):
 
 
 def model_config(base: ModelConfig, vocab_size: int, scale_factor: float) -> ModelConfig:
-    mods = tuple(replace(m, encoder=replace(m.encoder, vocab_size=vocab_size)) if m.kind == "text" else m
-                 for m in base.modalities)
+    """The config to train: text encoders trained from scratch get the world vocabulary's size."""
+    mods = tuple(replace(m, encoder=replace(m.encoder, vocab_size=vocab_size))
+                 if isinstance(m.encoder, TextEncoderConfig) else m for m in base.modalities)
     return replace(base, modalities=mods, scale_factor=scale_factor, vocab="vocab.txt")
+
+
+def export_vocab(cfg: ModelConfig, world_vocab: Path) -> Path:
+    """The vocabulary a model's text modalities read: the world's, or a pre-trained backbone's own
+    (a model has one tokenizer, so its text encoders cannot mix the two)."""
+    kinds = {type(m.encoder) for m in cfg.modalities if m.kind == "text"}
+    if kinds == {PretrainedTextEncoderConfig}:
+        from collab.minilm import package_dir
+
+        return package_dir() / "vocab.txt"
+    if len(kinds) > 1:
+        raise ValueError("one model cannot mix text encoders trained from scratch and pre-trained ones "
+                         "(they read different vocabularies)")
+    return world_vocab
 
 
 def draw_latents(lat: dict, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -245,8 +294,10 @@ class WarmStart:
 
 
 def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo", log=print,
-             until: str | None = None, init: Path | None = None) -> Path:
+             until: str | None = None, init: Path | None = None, keep: tuple[str, ...] = ()) -> Path:
     run.mkdir(parents=True, exist_ok=True)
+    if keep and init is None:
+        raise ValueError("keeping a collaborator as it is needs --init (the model to keep it from)")
     warm = WarmStart(init) if init else None
     world, tok, vocab_path = load_world(run, recipe, log)
     n = len(world.names)
@@ -306,8 +357,17 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
         path = run / f"ldm_{m.name}.pt"
         if path.exists():
             w = torch.load(path, weights_only=True)
-            unet.load_state_dict(w["unet"])
-            enc.load_state_dict(w["encoder"])
+            try:
+                unet.load_state_dict(w["unet"])
+                enc.load_state_dict(w["encoder"])
+            except RuntimeError as e:
+                raise ValueError(f"{path} holds a collaborator of another architecture or encoder than the "
+                                 f"config's {m.name!r} (move it aside to train a new one): {str(e)[:300]}") from e
+        elif m.name in keep:
+            if warm is None or not (warm.load(unet, f"collaborators.{m.name}.") and warm.load(enc, f"encoders.{m.name}.")):
+                raise ValueError(f"--keep {m.name}: the --init model has no collaborator {m.name!r} to keep")
+            log(f"collaborator {m.name} kept as in {warm.directory} (no more steps)")
+            torch.save({"unet": unet.state_dict(), "encoder": enc.state_dict()}, path)
         else:
             if warm is not None and warm.load(unet, f"collaborators.{m.name}.") \
                     and warm.load(enc, f"encoders.{m.name}."):
@@ -323,6 +383,8 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
             torch.save({"unet": unet.state_dict(), "encoder": enc.state_dict()}, path)
         collaborators[m.name] = unet.eval().requires_grad_(False)
         encoders[m.name] = enc.eval().requires_grad_(False)
+    if until == "collaborators":
+        return run
 
     # 4. dynamic diffusers (Algorithm 1): collaborators and encoders frozen. With more than two
     # modalities each step trains a random subset of two or more, so any subset samples well.
@@ -344,7 +406,7 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
             use = subsets[int(torch.randint(0, len(subsets), (1,), generator=g))]
             with torch.no_grad():
                 ctx = {k: encoders[k](conditions(k, idx)) for k in use}
-            return diffuser_loss(collaborators, diffusers, ctx, latents(idx, g), schedule, g, recipe.p2_gamma)
+            return diffuser_loss(collaborators, diffusers, ctx, latents(idx, g), schedule, g, recipe.diffuser_p2_gamma)
         apply_weights(diffusers, train(run, "diffusers", diffusers, diff_step, recipe.diffusers))
         torch.save({k: d.state_dict() for k, d in diffusers.items()}, diff_file)
 
@@ -357,8 +419,9 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
         if k in diffusers:
             model.diffusers[k].load_state_dict(diffusers[k].state_dict())
     save_pretrained(model, out, storage_dtype=torch.float16)  # half the file; loads as float32
-    (out / "vocab.txt").write_text(vocab_path.read_text())
-    record = {"recipe": _plain(recipe), "images": n, "scale_factor": scale, "stage_seconds": stage_seconds(run, cfg)}
+    (out / "vocab.txt").write_text(export_vocab(cfg, vocab_path).read_text())
+    record = {"recipe": _plain(recipe), "images": n, "scale_factor": scale, "stage_seconds": stage_seconds(run, cfg),
+              "stage_steps": stage_steps(run, cfg)}
     if warm is not None and (warm.directory / "training.json").exists():
         # a continued training: its cost includes the run it started from
         before = json.loads((warm.directory / "training.json").read_text())
@@ -394,6 +457,15 @@ def stage_seconds(run: Path, cfg: ModelConfig) -> dict[str, float]:
     return {s: round(wall_seconds(logs[s]), 1) for s in wanted if s in logs}
 
 
+def stage_steps(run: Path, cfg: ModelConfig) -> dict[str, int]:
+    """Steps each stage trained in this run (the last logged step; stages taken over are absent)."""
+    from collab.train.report import stage_logs
+
+    logs = stage_logs(run)
+    wanted = ["vae", "decoder", *(f"ldm_{m.name}" for m in cfg.modalities), "diffusers"]
+    return {s: int(logs[s][-1]["step"]) for s in wanted if s in logs}
+
+
 def _plain(obj):
     from dataclasses import asdict
 
@@ -407,13 +479,20 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every stage's step count (smoke runs)")
     ap.add_argument("--num-images", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--until", choices=("decoder",), help="stop after this stage (to run it beside a running job)")
+    ap.add_argument("--until", choices=("decoder", "collaborators"),
+                    help="stop after this stage (e.g. to run it beside a running job, or to train diffusers later)")
     ap.add_argument("--init", type=Path, default=None,
                     help="an exported model directory to start from (its VAE, collaborators and diffusers): "
                          "a new --run with --ldm-steps N continues an earlier training")
     ap.add_argument("--config", default="demo", help="model config to train (shipped name or YAML path), e.g. joint")
     ap.add_argument("--ldm-steps", type=int, default=None, help="collaborator steps (default: the recipe's)")
-    ap.add_argument("--p2-gamma", type=float, default=None, help="P2 loss weighting exponent (0 = plain loss)")
+    ap.add_argument("--keep", nargs="+", default=(), metavar="MODALITY",
+                    help="with --init: take these collaborators as they are instead of training them further")
+    ap.add_argument("--diffuser-steps", type=int, default=None, help="dynamic diffuser steps (default: the recipe's)")
+    ap.add_argument("--p2-gamma", type=float, default=None,
+                    help="P2 loss weighting exponent of the collaborators (0 = plain loss)")
+    ap.add_argument("--diffuser-p2-gamma", type=float, default=None,
+                    help="P2 loss weighting exponent of the dynamic diffusers (0 = Algorithm 1's plain loss)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -422,11 +501,16 @@ def main() -> None:
         recipe = replace(recipe, num_images=args.num_images, test_size=max(1, args.num_images // 16))
     if args.ldm_steps:
         recipe = replace(recipe, ldm=replace(recipe.ldm, steps=args.ldm_steps))
+    if args.diffuser_steps:
+        recipe = replace(recipe, diffusers=replace(recipe.diffusers, steps=args.diffuser_steps))
     if args.p2_gamma is not None:
         recipe = replace(recipe, p2_gamma=args.p2_gamma)
+    if args.diffuser_p2_gamma is not None:
+        recipe = replace(recipe, diffuser_p2_gamma=args.diffuser_p2_gamma)
     t0 = time.time()
     run_demo(args.run, args.out, recipe, base_config=args.config,
-             log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True), until=args.until, init=args.init)
+             log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True), until=args.until, init=args.init,
+             keep=tuple(args.keep))
     print(f"total wall time {time.time() - t0:.0f}s")
 
 

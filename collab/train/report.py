@@ -106,7 +106,9 @@ def history_lines(model_dir: Path) -> list[str]:
     for stage, secs in record["stage_seconds"].items():  # where its total grew (else it was taken over)
         key = "vae" if stage == "vae" else "diffusers" if stage == "diffusers" else "ldm"
         totals = [r.get("stage_seconds", {}).get(stage, 0.0) for r in runs]
-        steps = [str(r["recipe"][key]["steps"]) if t > (totals[i - 1] if i else 0.0) else "0"
+        # runs record their steps per stage; older records only their recipe's step count
+        steps = [str(r["stage_steps"].get(stage, 0)) if "stage_steps" in r else
+                 str(r["recipe"][key]["steps"]) if t > (totals[i - 1] if i else 0.0) else "0"
                  for i, (r, t) in enumerate(zip(runs, totals))]
         lines.append(f"| {stage} | {' + '.join(steps)} | {secs / 60:.1f} min |")
     lines.append(f"| total | | {sum(record['stage_seconds'].values()) / 60:.1f} min |")

@@ -26,6 +26,12 @@ def test_demo_recipe_runs_exports_and_resumes(tmp_path):
         "ldm_attributes_000002.png", "ldm_mask_000002.png", "ldm_text_000002.png"]
     model = load_model(out)
     assert set(model.names) == {"mask", "text", "attributes"}
+    # the demo's text modality reads a frozen MiniLM: states cached once per run, its vocabulary exported
+    from collab.minilm import package_dir
+
+    assert type(model.encoders["text"]).__name__ == "PretrainedTextEncoder"
+    assert (run / "text_states_all-MiniLM-L6-v2_32.pt").exists()
+    assert (out / "vocab.txt").read_text() == (package_dir() / "vocab.txt").read_text()
     mask = np.zeros((128, 128), np.uint8)
     res = generate(model, {"text": "He is in his thirties.", "mask": mask}, steps=2, seed=0)
     assert res.images.shape == (1, 128, 128, 3)
@@ -92,3 +98,39 @@ def test_init_continues_an_exported_model_in_a_new_run(tmp_path):
     assert rec_b["continued_from"]["stage_seconds"] == rec_a["stage_seconds"]
     assert rec_b["stage_seconds"]["vae"] == rec_a["stage_seconds"]["vae"]
     assert rec_b["stage_seconds"]["ldm_mask"] > rec_a["stage_seconds"]["ldm_mask"]
+
+
+def test_keep_takes_a_collaborator_from_init_without_training_it(tmp_path):
+    """`--keep attributes`: that collaborator is copied from the --init model; the others train on."""
+    import json
+
+    import pytest
+
+    with pytest.raises(ValueError, match="needs --init"):
+        run_demo(tmp_path / "run0", tmp_path / "out0", tiny_recipe(), log=lambda s: None, keep=("attributes",))
+    first = tmp_path / "first"
+    run_demo(tmp_path / "run1", first, tiny_recipe(), log=lambda s: None)
+    said = []
+    second = tmp_path / "second"
+    run_demo(tmp_path / "run2", second, tiny_recipe(), log=said.append, init=first, keep=("attributes",))
+    assert not (tmp_path / "run2" / "ldm_attributes.loss.jsonl").exists()
+    assert (tmp_path / "run2" / "ldm_mask.loss.jsonl").exists()
+    assert any("attributes kept" in s for s in said)
+    a, b = load_model(first), load_model(second)
+    for k, v in a.collaborators["attributes"].state_dict().items():
+        assert torch.equal(v, b.collaborators["attributes"].state_dict()[k]), k
+    assert not torch.equal(a.collaborators["mask"].out[-1].weight, b.collaborators["mask"].out[-1].weight)
+    rec_a = json.loads((first / "training.json").read_text())
+    rec_b = json.loads((second / "training.json").read_text())
+    assert rec_b["stage_seconds"]["ldm_attributes"] == rec_a["stage_seconds"]["ldm_attributes"]
+    assert rec_b["stage_steps"] == {"decoder": 2, "ldm_mask": 2, "ldm_text": 2, "diffusers": 2}
+    from collab.train.report import history_lines
+
+    table = "\n".join(history_lines(second))
+    # a run folder whose collaborator file does not fit the config says so instead of a bare key dump
+    import shutil
+
+    shutil.copy(tmp_path / "run2" / "ldm_attributes.pt", tmp_path / "run2" / "ldm_text.pt")
+    with pytest.raises(ValueError, match="ldm_text.pt holds a collaborator of another architecture"):
+        run_demo(tmp_path / "run2", second, tiny_recipe(), log=lambda s: None, init=first)
+    assert "| ldm_attributes | 2 + 0 |" in table and "| ldm_mask | 2 + 2 |" in table and "| vae | 2 + 0 |" in table
