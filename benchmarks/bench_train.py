@@ -23,6 +23,10 @@ from collab.unet import UNetModel
 
 
 def fake_condition(kind: str, encoder_config, batch: int, g: torch.Generator):
+    from collab.encoders import PretrainedTextEncoderConfig
+
+    if isinstance(encoder_config, PretrainedTextEncoderConfig):  # the trainer feeds cached frozen states
+        return torch.randn((batch, encoder_config.max_seq_len, encoder_config.width), generator=g)
     if kind == "text":
         return torch.randint(0, encoder_config.vocab_size, (batch, encoder_config.max_seq_len), generator=g)
     if kind in ("mask", "mask_grid"):

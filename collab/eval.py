@@ -537,8 +537,9 @@ def denoising_markdown(d: dict) -> list[str]:
              "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in d["rows"]:
         vals = [str(r["t"]), *(f"{r[k]:.4f}" for k in mods), f"{r['learned mix']:.4f}",
-                f"{r['learned weight'][first]:.2f}", _fmt(r.get("best fixed mix")),
-                _fmt((r.get("best fixed weight") or {}).get(first))]
+                f"{r['learned weight'][first]:.2f}",
+                f"{r['best fixed mix']:.4f}" if "best fixed mix" in r else "–",
+                f"{r['best fixed weight'][first]:.2f}" if "best fixed weight" in r else "–"]
         lines.append("| " + " | ".join(vals) + " |")
     return lines
 

@@ -112,7 +112,6 @@ class WorldTensors:
             return {p.name: self.batch_conditions(p.kind, p.encoder, idx) for p in encoder_config.parts}
         raise ValueError(f"no training data for condition kind {kind!r}")
 
-
     def frozen_text_states(self, cfg: PretrainedTextEncoderConfig) -> torch.Tensor:
         """Every caption through a frozen pre-trained text backbone, once (float16 [N, L, width], cached
         in memory and in `cache_dir`): its encoder's trained part then takes these states directly."""
@@ -342,6 +341,7 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
     if until == "decoder":
         return run
     cfg = model_config(base, tok.vocab_size, scale)
+    model_vocab = export_vocab(cfg, vocab_path)  # checked before any training
 
     def latents(idx, g):
         return draw_latents(lat, idx, g) * scale
@@ -419,7 +419,7 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
         if k in diffusers:
             model.diffusers[k].load_state_dict(diffusers[k].state_dict())
     save_pretrained(model, out, storage_dtype=torch.float16)  # half the file; loads as float32
-    (out / "vocab.txt").write_text(export_vocab(cfg, vocab_path).read_text())
+    (out / "vocab.txt").write_text(model_vocab.read_text())
     record = {"recipe": _plain(recipe), "images": n, "scale_factor": scale, "stage_seconds": stage_seconds(run, cfg),
               "stage_steps": stage_steps(run, cfg)}
     if warm is not None and (warm.directory / "training.json").exists():
@@ -453,8 +453,7 @@ def stage_seconds(run: Path, cfg: ModelConfig) -> dict[str, float]:
     from collab.train.report import stage_logs, wall_seconds
 
     logs = stage_logs(run)
-    wanted = ["vae", "decoder", *(f"ldm_{m.name}" for m in cfg.modalities), "diffusers"]
-    return {s: round(wall_seconds(logs[s]), 1) for s in wanted if s in logs}
+    return {s: round(wall_seconds(logs[s]), 1) for s in _stages(cfg) if s in logs}
 
 
 def stage_steps(run: Path, cfg: ModelConfig) -> dict[str, int]:
@@ -462,8 +461,11 @@ def stage_steps(run: Path, cfg: ModelConfig) -> dict[str, int]:
     from collab.train.report import stage_logs
 
     logs = stage_logs(run)
-    wanted = ["vae", "decoder", *(f"ldm_{m.name}" for m in cfg.modalities), "diffusers"]
-    return {s: int(logs[s][-1]["step"]) for s in wanted if s in logs}
+    return {s: int(logs[s][-1]["step"]) for s in _stages(cfg) if s in logs}
+
+
+def _stages(cfg: ModelConfig) -> list[str]:
+    return ["vae", "decoder", *(f"ldm_{m.name}" for m in cfg.modalities), "diffusers"]
 
 
 def _plain(obj):

@@ -134,3 +134,22 @@ def test_keep_takes_a_collaborator_from_init_without_training_it(tmp_path):
     with pytest.raises(ValueError, match="ldm_text.pt holds a collaborator of another architecture"):
         run_demo(tmp_path / "run2", second, tiny_recipe(), log=lambda s: None, init=first)
     assert "| ldm_attributes | 2 + 0 |" in table and "| ldm_mask | 2 + 2 |" in table and "| vae | 2 + 0 |" in table
+
+
+def test_a_model_reads_one_vocabulary():
+    """Text encoders trained on the world's vocabulary and pre-trained ones cannot share a model."""
+    from pathlib import Path
+
+    import pytest
+
+    from collab.config import load_config
+    from collab.encoders import TextEncoderConfig
+    from collab.minilm import package_dir
+    from collab.train.demo import export_vocab
+
+    cfg = load_config("demo")
+    assert export_vocab(cfg, Path("world_vocab.txt")) == package_dir() / "vocab.txt"
+    scratch = replace(cfg.modality("text"), name="text2", encoder=TextEncoderConfig(n_embed=64, n_layer=1))
+    assert export_vocab(replace(cfg, modalities=(cfg.modality("mask"), scratch)), Path("w.txt")) == Path("w.txt")
+    with pytest.raises(ValueError, match="cannot mix"):
+        export_vocab(replace(cfg, modalities=(*cfg.modalities, scratch)), Path("w.txt"))
