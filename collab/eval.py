@@ -291,7 +291,7 @@ def evaluate(model: CollaborativeModel, ev: Evaluator, cfg: EvalConfig, methods:
     if cfg.denoising_study and len(pair) == 2 and all(k in model.diffusers for k in pair):
         report.denoising = denoising_errors(model, pair, data, cfg.n, seed=cfg.seed)
     if cfg.sampler_study and len(model.names) > 1:
-        collab_method = Method("collaborative", paper_pair(model))
+        collab_method = Method("collaborative", pair)
         n = min(cfg.sampler_n, cfg.n)
         for st in SAMPLER_STUDY:
             steps = min(st.steps, cfg.steps) if cfg.steps < 20 else st.steps  # small-N runs shrink everything

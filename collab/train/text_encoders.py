@@ -65,11 +65,9 @@ def train_minilm_collaborator(run: Path, ldm_steps: int | None = None, log=print
 
 def compare(run: Path, model_dir: str, evaluator: str, n: int, steps: int, ldm_steps: int | None = None,
             log=print) -> dict:
-    from collab.conditions import TextInput
     from collab.encoders import TextEncoderConfig
     from collab.eval import EvalConfig, attribute_metrics, held_out_pairs
-    from collab.minilm import package_dir
-    from collab.tokenizer import WordPieceTokenizer
+    from collab.minilm import text_input
     from collab.evaluator import Evaluator
     from collab.pipeline import generate
     from collab.registry import load_model
@@ -82,7 +80,7 @@ def compare(run: Path, model_dir: str, evaluator: str, n: int, steps: int, ldm_s
                          "git show 61bfd48:checkpoints/demo/...)")
     name = text.name
     unet, enc = train_minilm_collaborator(run, ldm_steps, log)
-    tok = TextInput(WordPieceTokenizer.from_vocab_file(package_dir() / "vocab.txt"), enc.config.max_seq_len)
+    tok = text_input(enc.config.max_seq_len)
     ev = Evaluator.load(evaluator)
     data = held_out_pairs(n, model.config.image_size)
     cfg = EvalConfig(n=n, steps=steps)
