@@ -28,7 +28,8 @@ class VAEConfig:
     attn_resolutions: tuple[int, ...] = ()
     double_z: bool = True
     # Not an official field (official: 32). With 32 groups a 32-channel VAE normalises every channel
-    # alone, i.e. instance norm, which wipes out flat colours; small VAEs use fewer groups.
+    # alone, i.e. instance norm, which wipes out flat colours; small VAEs use fewer groups, and 0
+    # means no normalisation at all (nothing re-centres a flat region's colour).
     norm_groups: int = 32
 
     @property
@@ -36,8 +37,8 @@ class VAEConfig:
         return 2 ** (len(self.ch_mult) - 1)
 
 
-def _norm(ch: int, groups: int = 32) -> nn.GroupNorm:
-    return GroupNorm32(groups, ch, eps=1e-6)
+def _norm(ch: int, groups: int = 32) -> nn.Module:
+    return GroupNorm32(groups, ch, eps=1e-6) if groups else nn.Identity()
 
 
 class ResnetBlock(nn.Module):
