@@ -14,7 +14,8 @@ from typing import Iterable, Mapping
 import torch
 from safetensors.torch import load_file, save_file
 
-from collab.config import ModelConfig, load_config, save_config, shipped_configs
+from collab.config import ModelConfig, load_config, shipped_configs
+from collab.encoders import PretrainedTextEncoderConfig
 from collab.model import CollaborativeModel
 from collab.tokenizer import WordPieceTokenizer, find_vocab
 
@@ -312,10 +313,17 @@ def _pick_config(config: str | Path | ModelConfig | None, files: list, layouts: 
     raise CheckpointError("cannot infer a config from a VAE checkpoint alone; pass config=")
 
 
+def needs_vocab(cfg: ModelConfig) -> bool:
+    """Does a text encoder of this model read a WordPiece vocabulary (official BERT or trained from
+    scratch)? Pre-trained encoders bring their own tokenizer."""
+    return any(kind == "text" and not isinstance(enc, PretrainedTextEncoderConfig)
+               for m in cfg.modalities for _, kind, enc in m.inputs())
+
+
 def _finish(model: CollaborativeModel, vocab: str | Path | None, device: str | torch.device,
             dtype: torch.dtype, own_vocab: bool = False) -> CollaborativeModel:
     tokenizer = None
-    if any(m.kind == "text" for m in model.config.modalities):
+    if needs_vocab(model.config):
         # a model's own vocabulary is not bert-base-uncased: no checksum warning for it
         tokenizer = WordPieceTokenizer.from_vocab_file(find_vocab(vocab), verify=not own_vocab)
     model.attach_tokenizer(tokenizer)
@@ -329,38 +337,47 @@ def _finish(model: CollaborativeModel, vocab: str | Path | None, device: str | t
     return model
 
 
-def save_pretrained(model: CollaborativeModel, directory: str | Path,
-                    storage_dtype: torch.dtype | None = None) -> Path:
-    """Write config.yaml + model.safetensors (+ vocab.txt when the model has a tokenizer). Tensors keep
-    the model's dtype, or floating ones are stored as `storage_dtype` (e.g. float16 to halve a file;
-    loading casts them back to float32)."""
+def save_pretrained(model: CollaborativeModel, directory: str | Path, storage_dtype: torch.dtype | None = None,
+                    layout: str = "components") -> Path:
+    """Write a model folder (see `collab.model_folder`): by default one folder per component with a
+    model_index.json; `layout="flat"` writes the collab/v1 config.yaml + model.safetensors. A model
+    with a tokenizer also gets vocab.txt. Tensors keep the model's dtype, or floating ones are stored
+    as `storage_dtype` (e.g. float16 to halve the files; loading casts them back to float32)."""
+    from collab.model_folder import LAYOUTS, save_components, save_flat
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if storage_dtype is not None:
         tensors = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-    tmp = directory / (WEIGHTS_NAME + ".tmp")
-    save_file(tensors, tmp, metadata={"format": "collab/v1", "config": model.config.name})
-    tmp.replace(directory / WEIGHTS_NAME)
     cfg = model.config
     if model.tokenizer is not None:  # self-contained: the vocabulary travels with the weights
         model.tokenizer.save_vocab(directory / VOCAB_NAME)
         cfg = replace(cfg, vocab=VOCAB_NAME)
-    save_config(cfg, directory / CONFIG_NAME)
+    (save_components if layout == "components" else save_flat)(model, cfg, directory, tensors)
     return directory
 
 
 def load_pretrained(directory: str | Path, *, vocab: str | Path | None = None, device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32) -> CollaborativeModel:
-    """A directory written by `save_pretrained` (config.yaml + model.safetensors)."""
+                    dtype: torch.dtype = torch.float32,
+                    components: Mapping[str, str | Path] | None = None) -> CollaborativeModel:
+    """A model folder written by `save_pretrained`, in either layout. `components` swaps parts of a
+    component-layout folder: {"collaborators/text": "path/to/another/collaborator", ...}."""
+    from collab.model_folder import check_components, load_folder_config, read_component_tensors
+
     directory = Path(directory)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        if not (directory / name).exists():
-            raise FileNotFoundError(f"{directory / name} not found: a collab model directory holds "
-                                    f"{CONFIG_NAME} and {WEIGHTS_NAME}")
-    cfg = load_config(directory / CONFIG_NAME)
-    weights = read_state_dict(directory / WEIGHTS_NAME)
-    model = _materialise(cfg, weights, str(directory / WEIGHTS_NAME))
+    cfg, folders = load_folder_config(directory, components)
+    if folders is None:
+        weights = read_state_dict(directory / WEIGHTS_NAME)
+        source = str(directory / WEIGHTS_NAME)
+    else:
+        weights = read_component_tensors(folders)
+        with torch.device("meta"):
+            check_components(CollaborativeModel(cfg), weights, folders)
+        source = str(directory)
+    model = _materialise(cfg, weights, source)
     own = vocab is None and bool(cfg.vocab)
     if own:
         vocab = cfg.vocab if Path(cfg.vocab).is_absolute() else directory / cfg.vocab

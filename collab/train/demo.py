@@ -273,11 +273,11 @@ class WarmStart:
     so more steps continue an earlier training instead of repeating it."""
 
     def __init__(self, directory: Path) -> None:
-        from collab.checkpoint import WEIGHTS_NAME, read_state_dict
+        from collab.model_folder import read_model_tensors
 
         self.directory = directory
         self.tensors = {k: v.float() if v.is_floating_point() else v
-                        for k, v in read_state_dict(directory / WEIGHTS_NAME).items()}
+                        for k, v in read_model_tensors(directory).items()}
 
     def part(self, prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
