@@ -1,5 +1,6 @@
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,3 +167,27 @@ def test_half_precision_storage_halves_the_file_and_loads_as_float32(tmp_path, m
     for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert b.dtype == a.dtype == torch.float32, k
         assert torch.equal(b, a.half().float()), k
+
+
+@pytest.mark.parametrize("name", ["demo", "joint", "evaluator"])
+def test_model_cards_state_licence_data_use_and_metrics_from_their_source(name):
+    """checkpoints/<name>/README.md: YAML metadata whose metrics are the numbers of the file that
+    the stated command wrote (results.md, evaluator_metrics.json), so a card cannot drift from them."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "checkpoints" / name / "README.md").read_text()
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["license"] == "mit" and "face world" in meta["training_data"] and meta["intended_use"]
+    metrics = dict(meta["metrics"])
+    source = root / metrics.pop("source").split(" ")[0]
+    assert metrics.pop("command").startswith("python -m collab.")
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    assert len(numbers) >= 4
+    if source.suffix == ".json":
+        recorded = json.loads(source.read_text())
+        assert {k: round(recorded[k[len("parser_"):] if k.startswith("parser_") else k], 3) for k in numbers} == numbers
+    else:
+        table = source.read_text()
+        assert all(f"| {v:.3f} |" in table for v in numbers.values()), numbers

