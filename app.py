@@ -14,6 +14,16 @@ import sys
 import threading
 
 
+def _zero_gpu() -> bool:
+    """On a ZeroGPU Space (SPACES_ZERO_GPU=true), `spaces` is imported before torch: it patches torch so
+    that models placed on CUDA at startup, in the main thread, follow the GPU that each job gets."""
+    if os.environ.get("SPACES_ZERO_GPU", "").lower() not in ("1", "t", "true"):
+        return False
+    import spaces  # noqa: F401
+
+    return True
+
+
 def _warm_up(state) -> None:
     try:
         state.warm_up()
@@ -31,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--queue-size", type=int, default=32, help="requests waiting beyond this are refused")
     ap.add_argument("--no-warmup", action="store_true", help="do not load the model before the first request")
     args = ap.parse_args(argv)
+    zero_gpu = _zero_gpu()
 
     from collab_app.state import AppState, pick_device
     from collab_app.ui import build_app, launch_options
@@ -38,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     state = AppState(default_model=args.model, device=pick_device(args.device), evaluator_dir=args.evaluator)
     demo = build_app(state)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
-    if not args.no_warmup:  # load weights while the page is already being served
+    if zero_gpu:  # its torch patching reaches only this thread: load and place the models here, now
+        _warm_up(state)
+    elif not args.no_warmup:  # load weights while the page is already being served
         threading.Thread(target=_warm_up, args=(state,), daemon=True).start()
     demo.launch(server_name=args.host, server_port=args.port, **launch_options())
 

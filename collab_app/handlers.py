@@ -496,7 +496,7 @@ def influence_stream(state: AppState, model_name: str, text: str, mask_value: An
         size = model.config.image_size
         frames = [_frame(rec, k, xts[k], x0s[k], size) for k in range(len(rec.timesteps))]
         report("writing the frames, the GIF and the region plot")
-        folder = Path(tempfile.mkdtemp(prefix="collab_influence_"))
+        folder = Path(tempfile.mkdtemp(prefix="influence_", dir=state.files_dir()))  # cleaned with it
         pil = [Image.fromarray(f) for f in frames]
         files = [str(folder / f"step_{k + 1:03d}.png") for k in range(len(pil))]
         for im, name in zip(pil, files):

@@ -3,8 +3,10 @@ the optional evaluator, the device. Created once per page by `build_app`; no mod
 state."""
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,8 @@ class AppState:
     _busy: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _evaluator_loaded: bool = False
     _files: Path | None = None
+    _cleaned: float = 0.0
+    files_max_age_s: float = 3600.0  # output files older than this are deleted while the app runs
 
     def choices(self) -> list[str]:
         """Model names the selector offers: the default first, then every available registry set."""
@@ -56,8 +60,10 @@ class AppState:
         name = self.resolve(name)
         if name in self.models:
             return self.models[name].config
+        from collab.model_folder import folder_layout, load_folder_config
+
         d = Path(name) if Path(name).is_dir() else checkpoints_dir() / name
-        return load_config(d / "config.yaml") if (d / "config.yaml").exists() else None
+        return load_folder_config(d)[0] if folder_layout(d) else None
 
     def attribute_names(self) -> tuple[str, ...]:
         """Attribute names read by any selectable model (from configs, without loading weights):
@@ -80,6 +86,10 @@ class AppState:
         with self._lock:
             if self._files is None:
                 self._files = Path(tempfile.mkdtemp(prefix="collab_app_"))
+            now = time.time()
+            if now - self._cleaned > min(600.0, self.files_max_age_s):
+                self._cleaned = now
+                _delete_older(self._files, now - self.files_max_age_s)
             return self._files
 
     def evaluator_path(self) -> Path:
@@ -102,7 +112,10 @@ class AppState:
 
     def warm_up(self) -> None:
         """Load the default model and the evaluator (the app calls this in a background thread)."""
-        self.model()
+        model = self.model()
+        for encoder in model.encoders.values():  # frozen pre-trained text backbones load on first use: now
+            if hasattr(encoder, "backbone"):
+                encoder.backbone()
         self.get_evaluator()
 
     def models_markdown(self) -> str:
@@ -116,6 +129,16 @@ class AppState:
                 status = "missing: " + ", ".join(f"`{f}`" for f in entry.missing())
             rows.append(f"| `{name}` — {entry.description} | {status} |")
         return "\n".join(rows) + "\n\n" + README_HINT
+
+
+def _delete_older(folder: Path, before: float) -> None:
+    """Delete the files and sub-folders of `folder` last written before `before` (a time.time())."""
+    for path in folder.iterdir():
+        try:
+            if path.stat().st_mtime < before:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        except OSError:  # gone already, or being written
+            pass
 
 
 def attribute_names(cfg) -> tuple[str, ...]:

@@ -65,6 +65,8 @@ def _image_file(image: np.ndarray, folder: Path) -> str:
         tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+    else:
+        path.touch()  # in use again: not an old file for the app's clean-up (AppState.files_dir)
     return str(path)
 
 
@@ -94,17 +96,26 @@ def _served(state: AppState, fn):
     return plain
 
 
-def _gpu(fn):
-    """`spaces.GPU` on a Hugging Face ZeroGPU Space; the function itself everywhere else."""
+def _gpu(fn, duration=60):
+    """`spaces.GPU(duration=...)` on a Hugging Face ZeroGPU Space; the function itself everywhere else.
+    `duration`: the seconds of GPU a call asks for (or a function of the call's inputs); a shorter
+    request is served sooner, a call that runs past it is stopped."""
     try:
         import spaces
         import torch
 
         if torch.cuda.is_available():
-            return spaces.GPU(fn)
+            return spaces.GPU(duration=duration)(fn)
     except ImportError:
         pass
     return fn
+
+
+def _edit_seconds(model_name, face, text, mask, alpha, preset, *rest) -> int:
+    """GPU time for an edit: per edited modality the faithful preset runs 1500 optimisation steps (fast:
+    250), then five samplings; the official models' UNets are ~40x the demo's."""
+    seconds = 60 if preset == "fast" else 180
+    return seconds * 4 if str(model_name).startswith("official") else seconds
 
 
 def _tool(state: AppState, fn):
@@ -112,9 +123,9 @@ def _tool(state: AppState, fn):
     return h.friendly(_served(state, fn))
 
 
-def _job(state: AppState, fn):
+def _job(state: AppState, fn, duration=60):
     """A model job: a light handler, under the ZeroGPU decorator where it applies."""
-    return _gpu(_tool(state, fn))
+    return _gpu(_tool(state, fn), duration)
 
 
 def _painter(label: str, elem_id: str) -> gr.ImageEditor:
@@ -203,7 +214,8 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
     model_jobs = dict(concurrency_id=MODEL_JOBS, concurrency_limit=len(state.choices()))
     captions = h.example_captions()
     attribute_names = state.attribute_names()
-    with gr.Blocks(title="collab — Collaborative Diffusion") as demo:
+    # every 10 minutes, files Gradio cached for the page more than an hour ago are deleted
+    with gr.Blocks(title="collab — Collaborative Diffusion", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# Collaborative Diffusion\nMulti-modal face generation and editing: uni-modal models (text, "
                     "mask, attributes) joined per pixel and per step by learned influence functions.")
         with gr.Row():
@@ -291,7 +303,7 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                 yield from h.edit_stream(state, model, face, text, mask, alpha, preset, seed, steps,
                                          progress=progress, attributes=_attrs(use, ticked))
 
-            ev_edit = e_go.click(_job(state, run_edit),
+            ev_edit = e_go.click(_job(state, run_edit, _edit_seconds),
                                  [model_name, face, e_text, e_mask, alpha, preset, e_seed, e_steps, e_use_attrs, e_attrs],
                                  [e_status, e_out, e_strip], api_name="edit", **model_jobs)
             e_stop.click(lambda: "stopped", None, e_status, cancels=[ev_edit], queue=False)
@@ -326,7 +338,7 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                     yield (run, frame, gr.Slider(minimum=1, maximum=len(run.frames), value=1), image, run.gif,
                            fig, where)
 
-            ev_inf = i_go.click(_job(state, record), [model_name, text, mask, i_seed, i_steps, i_rule, use_attrs, attrs],
+            ev_inf = i_go.click(_job(state, record, 90), [model_name, text, mask, i_seed, i_steps, i_rule, use_attrs, attrs],
                                 [run_state, i_frame, i_slider, i_image, i_gif, i_plot, i_status],
                                 api_name="influence", **model_jobs)
             i_stop.click(lambda: "stopped", None, i_status, cancels=[ev_inf], queue=False)
@@ -351,7 +363,7 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                 yield from h.compare_stream(state, model, text, mask, seed, steps, rule, progress=progress,
                                             attributes=_attrs(use, ticked))
 
-            ev_cmp = c_go.click(_job(state, run_compare),
+            ev_cmp = c_go.click(_job(state, run_compare, 120),
                                 [model_name, text, mask, c_seed, c_steps, c_rule, use_attrs, attrs], c_gallery,
                                 api_name="compare", **model_jobs)
             c_stop.click(None, None, None, cancels=[ev_cmp], queue=False)
