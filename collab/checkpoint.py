@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from collab.config import ModelConfig, load_config, shipped_configs
 from collab.encoders import PretrainedTextEncoderConfig

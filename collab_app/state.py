@@ -55,13 +55,11 @@ class AppState:
     def config(self, name: str | None = None):
         """A selectable model's config without loading its weights (None for official .ckpt sets,
         whose configs name no attribute modality)."""
-        from collab.config import load_config
+        from collab.model_folder import folder_layout, load_folder_config
 
         name = self.resolve(name)
         if name in self.models:
             return self.models[name].config
-        from collab.model_folder import folder_layout, load_folder_config
-
         d = Path(name) if Path(name).is_dir() else checkpoints_dir() / name
         return load_folder_config(d)[0] if folder_layout(d) else None
 

@@ -142,3 +142,23 @@ def test_hub_id_is_read_from_the_local_cache_without_network(tmp_path, model, mo
     assert _same(model, load_model("someone/tiny-collab"))
     with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache.*HF_HUB_OFFLINE"):
         load_model("someone/absent")
+
+
+def test_checkpoints_resolve_to_the_installed_copy_outside_a_checkout(tmp_path, monkeypatch):
+    """After `pip install .` the models live in package `collab_checkpoints`; a checkout's folder and
+    COLLAB_CHECKPOINTS come first."""
+    import importlib
+
+    from collab import registry
+
+    installed = tmp_path / "site" / registry.INSTALLED_PACKAGE
+    (installed / "demo").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    monkeypatch.delenv("COLLAB_CHECKPOINTS", raising=False)
+    checkout = registry.checkpoints_dir()
+    assert checkout == registry.Path(registry.__file__).resolve().parents[1] / "checkpoints"
+    monkeypatch.setattr(registry, "__file__", str(tmp_path / "site" / "collab" / "registry.py"))
+    assert registry.checkpoints_dir() == installed
+    monkeypatch.setenv("COLLAB_CHECKPOINTS", str(tmp_path / "mine"))
+    assert registry.checkpoints_dir() == tmp_path / "mine"

@@ -5,8 +5,8 @@
 
 Stages, each skipped when its result exists, each resumable mid-way: render the world (official
 layout) -> VAE -> scale factor and latent cache -> one collaborator per modality of the config
-(demo: mask, text, attributes) -> dynamic diffusers (Algorithm 1) -> export (config.yaml +
-model.safetensors + vocab.txt). Re-running the same command after an interruption continues where
+(demo: mask, text, attributes) -> dynamic diffusers (Algorithm 1) -> export (a model folder,
+`collab.model_folder`, + vocab.txt). Re-running the same command after an interruption continues where
 it stopped. A config without diffusers (`joint`: one LDM on attributes + mask at once) shares the
 run's VAE and latents and trains only its own LDM.
 """
