@@ -92,7 +92,7 @@ def step_fraction(index: int, num_steps: int) -> float:
     return index / (num_steps - 1) if num_steps > 1 else 0.0
 
 
-def _strength_value(name: str, value) -> float | torch.Tensor:
+def strength_value(name: str, value) -> float | torch.Tensor:
     """A number, or a 2-D map, checked: finite and >= 0."""
     if isinstance(value, bool) or isinstance(value, str):
         raise ValueError(f"strength of {name!r} must be a number >= 0 or an [H, W] map, got {value!r}")
@@ -109,7 +109,7 @@ def _strength_value(name: str, value) -> float | torch.Tensor:
     return float(t) if t.ndim == 0 else t
 
 
-def _window_value(name: str, value) -> Window:
+def window_value(name: str, value) -> Window:
     try:
         start, end = (float(v) for v in value)
     except (TypeError, ValueError):
@@ -173,11 +173,11 @@ def make_steering(names: tuple[str, ...], strength: dict | None, window: dict | 
     _check_names("window", window, names)
     values: dict[str, float | torch.Tensor] = {}
     for n in names:
-        s = _strength_value(n, strength.get(n, 1.0))
+        s = strength_value(n, strength.get(n, 1.0))
         if isinstance(s, torch.Tensor):
             s = torch.nn.functional.adaptive_avg_pool2d(s[None, None], latent_size)[0, 0]
         values[n] = s
-    windows = {n: _window_value(n, window.get(n, FULL_WINDOW)) for n in names}
+    windows = {n: window_value(n, window.get(n, FULL_WINDOW)) for n in names}
     fractions = [step_fraction(i, num_steps) for i in range(num_steps)]
     active = torch.tensor([[windows[n][0] <= f <= windows[n][1] for n in names] for f in fractions], dtype=torch.bool)
     steering = Steering(tuple(names), values, windows, active)
