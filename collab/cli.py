@@ -47,6 +47,12 @@ def _add_sampling_args(p: argparse.ArgumentParser, mode_choice: bool) -> None:
     if mode_choice:
         g.add_argument("--mode", default="collaborative", choices=MODES)
         g.add_argument("--rule", choices=RULES, help="influence rule (default: the model's; official models: official)")
+        g.add_argument("--strength", nargs="+", action="extend", default=[], metavar="NAME=S",
+                       help="multiply a modality's weight by S (>= 0) after the softmax and the rule, then "
+                            "renormalise per pixel; S a number or a .npy [H, W] map, e.g. text=1.5")
+        g.add_argument("--window", nargs="+", action="extend", default=[], metavar="NAME=START:END",
+                       help="the part of the run in which a modality takes part (0 = first step, 1 = last), "
+                            "e.g. mask=0:0.6; outside it its weight is 0")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
     o.add_argument("--save-influence", action="store_true", help="save the influence-map grid per image")
@@ -116,6 +122,50 @@ def _conditions(args: argparse.Namespace) -> dict[str, Any]:
     return conds
 
 
+def _handles(args: argparse.Namespace, conds: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[float, float]]]:
+    """--strength NAME=S and --window NAME=START:END, checked before a model is loaded (whether the
+    windows cover every step is checked by `generate`, which knows the schedule)."""
+    from collab.combination import strength_value, window_value
+
+    def split(flag: str, item: str) -> tuple[str, str]:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise SystemExit(f"error: {flag} takes NAME=VALUE, got {item!r}")
+        if name not in conds:
+            raise SystemExit(f"error: {flag} {item}: {name!r} is not a condition of this run "
+                             f"(given: {', '.join(conds)})")
+        return name, value
+
+    strength: dict[str, Any] = {}
+    for item in getattr(args, "strength", None) or []:
+        name, value = split("--strength", item)
+        if value.endswith(".npy"):
+            if not Path(value).exists():
+                raise SystemExit(f"error: strength map not found: {value}")
+            strength[name] = np.load(value, allow_pickle=False)
+        else:
+            try:
+                strength[name] = float(value)
+            except ValueError:
+                raise SystemExit(f"error: --strength {item}: {value!r} is not a number or a .npy map") from None
+        try:
+            strength_value(name, strength[name])
+        except ValueError as e:
+            raise SystemExit(f"error: --strength: {e}") from None
+    window: dict[str, tuple[float, float]] = {}
+    for item in getattr(args, "window", None) or []:
+        name, value = split("--window", item)
+        try:
+            start, end = (float(v) for v in value.split(":"))
+        except ValueError:
+            raise SystemExit(f"error: --window {item}: give START:END as run fractions, e.g. {name}=0:0.6") from None
+        try:
+            window[name] = window_value(name, (start, end))
+        except ValueError as e:
+            raise SystemExit(f"error: --window: {e}") from None
+    return strength, window
+
+
 def _save_png(array: np.ndarray, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     Image.fromarray(array).save(tmp, format="PNG")
@@ -128,6 +178,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from collab.visualize import StepRecorder, grid, influence_grid
 
     conds = _conditions(args)
+    strength, window = _handles(args, conds)
     if args.steps < 1 or args.batch_size < 1:
         raise SystemExit("error: --steps and --batch-size must be >= 1")
     device = resolve_device(args.device)
@@ -154,7 +205,7 @@ def run_generate(args: argparse.Namespace) -> int:
     mode = getattr(args, "mode", "collaborative")
     result = generate(model, conds, mode=mode, rule=getattr(args, "rule", None), sampler=args.sampler, steps=args.steps,
                       eta=args.eta, seed=args.seed, batch_size=args.batch_size,
-                      callback=callback if (recorders or bar) else None)
+                      callback=callback if (recorders or bar) else None, strength=strength, window=window)
     if bar is not None:
         bar.close()
 

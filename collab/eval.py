@@ -171,7 +171,8 @@ class Samples:
 
 def sample_set(model: CollaborativeModel, method: Method, data: HeldOut, cfg: EvalConfig, *, paraphrase: bool = False,
                sampler: SamplerSetting | None = None, n: int | None = None,
-               callback: RegionAccumulator | None = None, progress: Callable[[str], None] = print) -> Samples:
+               callback: RegionAccumulator | None = None, progress: Callable[[str], None] = print,
+               strength: dict | None = None) -> Samples:
     n = len(data.captions) if n is None else n
     s = sampler or SamplerSetting(cfg.sampler, cfg.sampler, cfg.steps, cfg.eta)
     out, t0 = [], time.perf_counter()
@@ -181,7 +182,7 @@ def sample_set(model: CollaborativeModel, method: Method, data: HeldOut, cfg: Ev
             callback.labels = data.labels[idx]
         res = generate(model, conditions_for(model, method.modalities, data, idx, paraphrase), mode=method.mode,
                        rule=cfg.rule, sampler=s.sampler, steps=s.steps, eta=s.eta, seed=cfg.seed + b,
-                       batch_size=len(idx), callback=callback)
+                       batch_size=len(idx), callback=callback, strength=strength)
         out.append(res.images)
     seconds = (time.perf_counter() - t0) / n
     progress(f"  {method.name}{' (paraphrases)' if paraphrase else ''}{f' [{s.name}]' if sampler else ''}: "
@@ -651,6 +652,17 @@ def stage_seconds_of(source: str) -> dict[str, float] | None:
     return json.loads(f.read_text()).get("stage_seconds")
 
 
+def run_frontier_study(model: CollaborativeModel, ev: Evaluator, cfg: EvalConfig, args) -> None:
+    from collab.frontier import TEXT_STRENGTHS, TEXT_WEIGHTS, frontier_markdown, frontier_settings, run_frontier, \
+        write_frontier
+
+    settings = frontier_settings(model, args.frontier_weights or TEXT_WEIGHTS, args.frontier_strengths or TEXT_STRENGTHS)
+    result = run_frontier(model, ev, cfg, settings)
+    files = write_frontier(result, args.out)
+    print(frontier_markdown(result))
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="demo", help="model name or directory")
@@ -679,6 +691,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--edit-alpha", type=float, default=1.0, help="alpha of the evaluated edits")
     ap.add_argument("--edit-preset", choices=("fast", "official"), default="fast",
                     help="optimisation settings of the evaluated edits (official: 500 + 1000 iterations)")
+    ap.add_argument("--frontier", action="store_true",
+                    help="also the layout-vs-text frontier (collab.frontier): frontier.md/.json/.png")
+    ap.add_argument("--only-frontier", action="store_true", help="only the frontier")
+    ap.add_argument("--frontier-weights", type=float, nargs="+", default=None, help="composable text weights")
+    ap.add_argument("--frontier-strengths", type=float, nargs="+", default=None, help="collaborative text strengths")
     args = ap.parse_args(argv)
     if not (Path(args.evaluator) / "evaluator.yaml").exists():
         ap.error(f"no evaluator in {args.evaluator} (train one: python -m collab.train.evaluator --out {args.evaluator})")
@@ -704,7 +721,9 @@ def main(argv: list[str] | None = None) -> None:
             f"edits_{args.edit_preset}_alpha{args.edit_alpha:g}.json"
         (args.out / name).write_text(json.dumps(res, indent=1))
         print(json.dumps(res["summary"], indent=1))
-    if args.only_edits:
+    if args.frontier or args.only_frontier:
+        run_frontier_study(model, ev, cfg, args)
+    if args.only_edits or args.only_frontier:
         return
     extra, sections = {}, {"paper": default_methods(model)}
     if not args.no_beyond:

@@ -42,11 +42,19 @@ class GenerationSettings:
     batch_size: int
     dtype: str
     timesteps: tuple[int, ...]
+    strength: dict[str, float | str] = field(default_factory=dict)  # name -> number, or a map's summary
+    window: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (start, end) run fractions
 
     def describe(self) -> str:
         rule = f", rule={self.rule}" if self.mode == "collaborative" and len(self.modalities) > 1 else ""
         return (f"{'+'.join(self.modalities)} | mode={self.mode}{rule} | {self.sampler} {self.steps} steps "
-                f"eta={self.eta} | seed={self.seed}")
+                f"eta={self.eta} | seed={self.seed}{self.describe_handles()}")
+
+    def describe_handles(self) -> str:
+        """' | strength text=1.5 | window mask=0:0.6' for the handles that differ from the default."""
+        s = [f"{n}={v:g}" if isinstance(v, float) else f"{n}={v}" for n, v in self.strength.items() if v != 1.0]
+        w = [f"{n}={a:g}:{b:g}" for n, (a, b) in self.window.items() if (a, b) != (0.0, 1.0)]
+        return (f" | strength {', '.join(s)}" if s else "") + (f" | window {', '.join(w)}" if w else "")
 
 
 @dataclass
@@ -72,10 +80,13 @@ class CollaborativeDenoiser:
       later steps (spatially varying, constant in time). The paper retrained diffusers for its
       ablations; these are inference-time equivalents on the same diffusers.
     A single modality is simply a one-entry call: its collaborator alone, weight 1.
+    On top of any mode, `steering` (user strengths and step windows, `combination.steer`) reweighs
+    each step; `step_of` maps a visited timestep to its step index.
     """
 
     def __init__(self, model: CollaborativeModel, contexts: Mapping[str, torch.Tensor], mode: str, rule: str,
-                 observe: bool = False, collaborators: Mapping[str, torch.nn.Module] | None = None) -> None:
+                 observe: bool = False, collaborators: Mapping[str, torch.nn.Module] | None = None,
+                 steering: comb.Steering | None = None, step_of: Mapping[int, int] | None = None) -> None:
         self.model = model
         self.overrides = collaborators or {}
         self.names = tuple(contexts)
@@ -90,6 +101,7 @@ class CollaborativeDenoiser:
         self.observe = observe
         self.last_weights: torch.Tensor | None = None  # [M, B, 1, h, w], kept only when observing
         self._frozen: torch.Tensor | None = None
+        self.steering, self.step_of = steering, step_of or {}
 
     @property
     def _learned(self) -> bool:
@@ -114,6 +126,8 @@ class CollaborativeDenoiser:
         eps = torch.stack([self.model.run("collaborators", n, x_t, t, self.contexts[n], self.overrides.get(n))
                            for n in self.names])
         w = self.weights(x_t, t)
+        if self.steering is not None:
+            w = comb.steer(w, self.steering.factors(self.step_of[int(t[0])], w.device))
         if self.observe:
             self.last_weights = w
         return comb.combine(eps, w)
@@ -144,6 +158,8 @@ def generate(
     contexts: Mapping[str, torch.Tensor] | None = None,
     collaborators: Mapping[str, torch.nn.Module] | None = None,
     decode: bool = True,
+    strength: Mapping[str, Any] | None = None,
+    window: Mapping[str, tuple[float, float]] | None = None,
 ) -> GenerationResult:
     """Sample images from raw conditions {modality name: prompt / mask / list of them}.
 
@@ -153,6 +169,9 @@ def generate(
     per-step noise are drawn on the CPU so a seed gives the same image on every device.
     `contexts` (precomputed encoder outputs) override raw conditions, and `collaborators` stands in
     for some of the model's collaborators in this call only: both are how edits are sampled.
+    `strength` {name: number or [H, W] map} multiplies a modality's weight after the softmax and
+    the rule, and the weights renormalise per pixel; `window` {name: (start, end)} is the part of
+    the run (0 = first step, 1 = last) in which it takes part (`combination.make_steering`).
     """
     # 1. validate the request
     rule = comb.validate_rule(rule or model.config.default_rule)
@@ -167,6 +186,8 @@ def generate(
         raise ValueError(f"unknown modalities {unknown}; this model has {', '.join(model.names)}")
     if not names:
         raise ValueError(f"give at least one condition among {', '.join(model.names)}")
+    schedule = SamplingSchedule.uniform(model.schedule, steps)
+    steering = comb.make_steering(names, strength, window, len(schedule), model.latent_shape(1)[-2:])
 
     # 2. encode the conditions once, repeat over the batch
     ctx = {}
@@ -191,11 +212,11 @@ def generate(
     if x_T is None:
         x_T = torch.randn(model.latent_shape(batch_size), generator=generator, device=generator.device)
     x_T = x_T.to(model.device, torch.float32)
-    schedule = SamplingSchedule.uniform(model.schedule, steps)
 
     # 4. sample
     denoiser = CollaborativeDenoiser(model, ctx, mode, rule, observe=callback is not None,
-                                     collaborators=collaborators)
+                                     collaborators=collaborators, steering=steering,
+                                     step_of={int(t): i for i, t in enumerate(schedule.timesteps)})
 
     def on_step(info: StepInfo) -> None:
         w = denoiser.last_weights
@@ -211,7 +232,7 @@ def generate(
     # 5. decode
     settings = GenerationSettings(names, mode, rule, sampler, steps, eta if sampler == "ddim" else 0.0, seed,
                                   batch_size, str(dtype).replace("torch.", ""),
-                                  tuple(int(t) for t in schedule.timesteps))
+                                  tuple(int(t) for t in schedule.timesteps), *steering.record())
     images = to_uint8(model.decode(z0)) if decode else np.zeros((0,), dtype=np.uint8)
     return GenerationResult(images, z0, settings)
 

@@ -35,6 +35,7 @@ from collab.model import CollaborativeModel
 from collab.pipeline import CollabStep, generate, to_uint8
 from collab.visualize import StepRecorder, heatmap, label, upscale
 
+from collab_app import controls as C
 from collab_app.state import AppState
 
 log = logging.getLogger("collab.app")
@@ -390,7 +391,7 @@ def for_display(image: np.ndarray, min_size: int = 256) -> np.ndarray:
 
 def generate_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
                     eta: Any, sampler: str, batch: Any, rule: str, preview_every: int | None = None,
-                    progress: Progress | None = None, attributes: Any = None):
+                    progress: Progress | None = None, attributes: Any = None, controls: C.Controls | None = None):
     """Yields (gallery, overlay, status) while sampling: previews of the predicted x0 every few
     steps, then the result (the same pixels as `collab.pipeline.generate` with that seed)."""
     text, mask, attrs = read_text(text), read_mask(mask_value), read_attributes(attributes)
@@ -398,6 +399,7 @@ def generate_stream(state: AppState, model_name: str, text: str, mask_value: Any
     seed = read_seed(seed)
     model = state.model(model_name)
     conds = conditions_from(model, text, mask, attrs)
+    handles = controls.handles(model, conds) if controls else {}
     every = preview_every or max(1, steps // 8)
     progress = progress or _no_progress
 
@@ -410,7 +412,7 @@ def generate_stream(state: AppState, model_name: str, text: str, mask_value: Any
 
         with state.busy(model_name):
             return generate(model, conds, steps=steps, eta=eta, sampler=sampler, seed=seed, batch_size=batch,
-                            rule=rule or None, callback=on_step)
+                            rule=rule or None, callback=on_step, **handles)
 
     for kind, payload in _Stream(work):
         if kind == "update":
@@ -471,12 +473,13 @@ def _mixed_inputs(state: AppState, model_name: str, text: str, mask_value: Any, 
 
 def influence_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
                      rule: str, mode: str = "collaborative", progress: Progress | None = None,
-                     attributes: Any = None):
+                     attributes: Any = None, controls: C.Controls | None = None):
     """One generation with every step recorded. Yields status strings while it works, then
     (InfluenceRun, result image, region plot): frames (maps | x_t | x0), a GIF, the plot (per face
     region when a mask was given)."""
     model, conds, mask, seed, steps = _mixed_inputs(state, model_name, text, mask_value, attributes, seed, steps,
                                                     "the influence view")
+    handles = controls.handles(model, conds) if controls else {}
     progress = progress or _no_progress
 
     def work(report, cancelled):
@@ -489,7 +492,7 @@ def influence_stream(state: AppState, model_name: str, text: str, mask_value: An
 
         with state.busy(model_name):
             res = generate(model, conds, steps=steps, eta=1.0, seed=seed, rule=rule or None, mode=mode,
-                           callback=on_step)
+                           callback=on_step, **handles)
             report("decoding x_t and the predicted x0 of every step")
             progress(None)
             xts, x0s = _decode_all(model, rec.x_t), _decode_all(model, rec.pred_x0)
@@ -506,6 +509,7 @@ def influence_stream(state: AppState, model_name: str, text: str, mask_value: An
         used = res.settings.rule
         figure = region_plot(rec, mask, used, mode)
         summary = f"{len(frames)} steps, rule **{used}** ({RULE_NOTES.get(used, used)}), mode {mode}, seed {seed}"
+        summary += f"; handles: {C.describe(res.settings)}"
         run = InfluenceRun(frames, list(rec.timesteps), used, str(gif), summary, files)
         return run, for_display(res.images[0]), figure
 
@@ -594,7 +598,8 @@ def _joint_run(state: AppState, model_name: str, mask, attrs) -> tuple | None:
 
 
 def compare_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
-                   rule: str, progress: Progress | None = None, attributes: Any = None):
+                   rule: str, progress: Progress | None = None, attributes: Any = None,
+                   controls: C.Controls | None = None):
     """Each given modality alone, composable and collaborative from one seed (and the jointly
     trained baseline on its conditions when installed), yielding the gallery as it fills; captions
     carry the evaluator's mask mIoU and attribute reading when one is installed."""
@@ -603,6 +608,10 @@ def compare_stream(state: AppState, model_name: str, text: str, mask_value: Any,
     name = state.resolve(model_name)
     runs = [(f"{n} only", name, model, {n: c}, "collaborative") for n, c in conds.items()]
     runs += [(COMPARE_TITLES[m], name, model, conds, m) for m in ("composable", "collaborative")]
+    steered = {}  # title -> strength / window of the run that shows the controls' effect
+    if controls is not None and not controls.is_default:
+        runs.append(("collaborative, steered", name, model, conds, "collaborative"))
+        steered["collaborative, steered"] = controls.handles(model, conds)
     joint = _joint_run(state, model_name, mask, read_attributes(attributes))
     if joint is not None:
         runs.append(joint)
@@ -614,9 +623,11 @@ def compare_stream(state: AppState, model_name: str, text: str, mask_value: Any,
         for k, (title, net_name, net, cs, mode) in enumerate(runs):
             progress((k, len(runs)), desc=title)
             with state.busy(net_name):
-                img = generate(net, cs, mode=mode, steps=steps, eta=1.0, seed=seed,
+                res = generate(net, cs, mode=mode, steps=steps, eta=1.0, seed=seed,
                                rule=(rule or None) if net.diffusers else None,
-                               callback=lambda step: _stopper(cancelled)).images[0]
+                               callback=lambda step: _stopper(cancelled), **steered.get(title, {}))
+            img = res.images[0]
+            title = f"{title}: {C.describe(res.settings)}" if title in steered else title
             out.append((img, title if ev is None else f"{title} | {_metrics_caption(ev, img, mask)}"))
             report(list(out))
         return out

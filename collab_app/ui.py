@@ -21,6 +21,7 @@ from PIL import Image
 
 from collab.classes import DISPLAY_NAMES, PALETTE
 
+from collab_app import controls as C
 from collab_app import handlers as h
 from collab_app.state import AppState
 
@@ -232,6 +233,9 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                     gr.Examples([[c] for c in captions], inputs=[text], label="Example prompts")
                     use_attrs, attrs = _attribute_input(attribute_names, "gen", "Condition on")
                     mask, _ = _mask_input(state, "Mask (paint with the 19-class palette; leave blank for text only)", "gen")
+                    with gr.Accordion("Steer the mix: strength, steps, where a condition leads", open=False,
+                                      elem_id="gen-controls"):
+                        ctl = C.build(C.KINDS if attribute_names else C.KINDS[:2], mask, h.read_mask)
                 with gr.Column():
                     with gr.Row():
                         seed = gr.Number(0, label="Seed", precision=0, minimum=0)
@@ -252,12 +256,13 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                                     format="png", elem_id="gen-overlay", elem_classes=["pixelated"])
 
             def run_generate(model, text, mask, seed, steps, eta, sampler, batch, rule, use=False, ticked=None,
-                             progress=gr.Progress()):
+                             controls=None, progress=gr.Progress()):
                 yield from h.generate_stream(state, model, text, mask, seed, steps, eta, sampler, batch, rule,
-                                             progress=progress, attributes=_attrs(use, ticked))
+                                             progress=progress, attributes=_attrs(use, ticked), controls=controls)
 
-            ev_gen = go.click(_job(state, run_generate),
-                              [model_name, text, mask, seed, steps, eta, sampler, batch, rule, use_attrs, attrs],
+            ev_gen = go.click(_job(state, C.taking_controls(run_generate, ctl)),
+                              [model_name, text, mask, seed, steps, eta, sampler, batch, rule, use_attrs, attrs,
+                               *ctl.components],
                               [gallery, over, status], api_name="generate", **model_jobs)
             stop.click(lambda: "stopped", None, status, cancels=[ev_gen], queue=False)
 
@@ -314,7 +319,8 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                         "0, yellow 1), beside "
                         "the noisy latent x_t and the predicted clean image. The paper's reading: *layout first, "
                         "details later* — the mask model leads early on contours, the text model later on "
-                        "texture. Uses the conditions of the Generate tab (two or more of text, mask, attributes).")
+                        "texture. Uses the conditions of the Generate tab (two or more of text, mask, attributes) and its "
+                        "controls (strength, steps, painted region): the animation shows their effect.")
             i_steps, i_seed, i_rule, i_go, i_stop = _run_row("Generate and record", "influence-btn")
             i_status = gr.Markdown("Nothing recorded yet.", elem_id="influence-status")
             run_state = gr.State(None)
@@ -327,9 +333,10 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                                  elem_id="influence-gif")
             i_plot = gr.Plot(label="Mean influence per face region over time")
 
-            def record(model, text, mask, seed, steps, rule, use=False, ticked=None, progress=gr.Progress()):
+            def record(model, text, mask, seed, steps, rule, use=False, ticked=None, controls=None,
+                       progress=gr.Progress()):
                 for out in h.influence_stream(state, model, text, mask, seed, steps, rule, progress=progress,
-                                              attributes=_attrs(use, ticked)):
+                                              attributes=_attrs(use, ticked), controls=controls):
                     if isinstance(out, str):
                         yield (gr.skip(),) * 6 + (out,)
                         continue
@@ -338,7 +345,8 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
                     yield (run, frame, gr.Slider(minimum=1, maximum=len(run.frames), value=1), image, run.gif,
                            fig, where)
 
-            ev_inf = i_go.click(_job(state, record, 90), [model_name, text, mask, i_seed, i_steps, i_rule, use_attrs, attrs],
+            ev_inf = i_go.click(_job(state, C.taking_controls(record, ctl), 90),
+                                [model_name, text, mask, i_seed, i_steps, i_rule, use_attrs, attrs, *ctl.components],
                                 [run_state, i_frame, i_slider, i_image, i_gif, i_plot, i_status],
                                 api_name="influence", **model_jobs)
             i_stop.click(lambda: "stopped", None, i_status, cancels=[ev_inf], queue=False)
@@ -353,18 +361,21 @@ def build_app(state: AppState | None = None, **state_options) -> gr.Blocks:
             joint = ("; with attributes and a mask, the jointly trained baseline (`joint`, one LDM trained on both "
                      "at once) is shown last" if h.JOINT_MODEL in state.choices() else "")
             gr.Markdown("The conditions of the Generate tab, one seed: each model alone, all with equal fixed "
-                        f"weights (composable), and collaborative{joint}. " + metrics)
+                        f"weights (composable), and collaborative{joint}; when the Generate tab's controls "
+                        "(strength, steps, painted region) are set, also collaborative steered by them. " + metrics)
             c_steps, c_seed, c_rule, c_go, c_stop = _run_row("Compare", "compare-btn")
             c_gallery = gr.Gallery(label="each alone | composable | collaborative", columns=4, height=340,
                                    format="png", elem_id="compare-gallery", object_fit="contain",
                                    elem_classes=["pixelated"])
 
-            def run_compare(model, text, mask, seed, steps, rule, use=False, ticked=None, progress=gr.Progress()):
+            def run_compare(model, text, mask, seed, steps, rule, use=False, ticked=None, controls=None,
+                            progress=gr.Progress()):
                 yield from h.compare_stream(state, model, text, mask, seed, steps, rule, progress=progress,
-                                            attributes=_attrs(use, ticked))
+                                            attributes=_attrs(use, ticked), controls=controls)
 
-            ev_cmp = c_go.click(_job(state, run_compare, 120),
-                                [model_name, text, mask, c_seed, c_steps, c_rule, use_attrs, attrs], c_gallery,
+            ev_cmp = c_go.click(_job(state, C.taking_controls(run_compare, ctl), 120),
+                                [model_name, text, mask, c_seed, c_steps, c_rule, use_attrs, attrs, *ctl.components],
+                                c_gallery,
                                 api_name="compare", **model_jobs)
             c_stop.click(None, None, None, cancels=[ev_cmp], queue=False)
 

@@ -93,3 +93,40 @@ def test_edit_bad_inputs(tmp_path, model_dir):
     assert main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "bad.png"), "--text", "a",
                  "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_strength_and_window_reach_the_run_and_its_settings(tmp_path, model_dir, mask_png):
+    out = tmp_path / "steered"
+    paint = np.ones((16, 16), np.float32)
+    paint[:8] = 3.0
+    np.save(tmp_path / "paint.npy", paint)
+    code = main(["generate", "--model", str(model_dir), "--text", "This man has a short beard.", "--mask",
+                 str(mask_png), "--steps", "4", "--out", str(out), "--no-progress",
+                 "--strength", "text=1.5", "--window", "mask=0:0.6", "--strength", f"mask={tmp_path / 'paint.npy'}"])
+    assert code == 0
+    settings = json.loads((out / "000000_settings.json").read_text())
+    assert settings["strength"]["text"] == 1.5 and settings["strength"]["mask"].startswith("map 8x8")
+    assert settings["window"] == {"mask": [0.0, 0.6], "text": [0.0, 1.0]}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--strength", "text"], "NAME=VALUE"),
+    (["--strength", "text=loud"], "not a number"),
+    (["--strength", "text=-1"], "finite and >= 0"),
+    (["--strength", "sketch=2"], "'sketch' is not a condition of this run"),
+    (["--window", "mask=0.6"], "START:END"),
+    (["--window", "mask=0.8:0.2"], "0 <= start <= end <= 1"),
+    (["--strength", "mask=nowhere.npy"], "strength map not found"),
+])
+def test_bad_strengths_and_windows_fail_before_loading(tmp_path, mask_png, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["generate", "--model", str(tmp_path / "no_such_model"), "--text", "a man", "--mask", str(mask_png),
+              "--out", str(tmp_path / "never"), *flags])
+    assert not (tmp_path / "never").exists()
+
+
+def test_windows_that_leave_a_step_empty_are_a_clear_error(tmp_path, model_dir, mask_png, capsys):
+    code = main(["generate", "--model", str(model_dir), "--text", "a man", "--mask", str(mask_png), "--steps", "3",
+                 "--window", "mask=0:0.2", "text=0.8:1", "--out", str(tmp_path / "never"), "--no-progress"])
+    assert code == 2 and "no modality takes part in step 2 of 3" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()

@@ -145,3 +145,85 @@ def test_tracing_gives_the_same_samples_and_follows_weight_changes(model):
     eager = generate(model, CONDS, steps=3, seed=0)
     assert torch.allclose(changed.latents, eager.latents, atol=1e-5)
     assert not torch.allclose(changed.latents, ref.latents, atol=1e-3)
+
+
+# ---------------------------------------------------------------- strengths, windows, painted maps
+
+
+def _maps(model, **kw):
+    seen = []
+    r = generate(model, CONDS, steps=5, seed=2, callback=seen.append, **kw)
+    return r, seen
+
+
+@pytest.mark.parametrize("mode", ["collaborative", "composable", "no_temporal"])
+@pytest.mark.parametrize("rule", ["paper", "official"])
+def test_strength_one_and_full_windows_are_todays_run_bit_for_bit(model, mode, rule):
+    ref = generate(model, CONDS, steps=4, seed=5, mode=mode, rule=rule)
+    same = generate(model, CONDS, steps=4, seed=5, mode=mode, rule=rule, strength={"text": 1, "mask": 1.0},
+                    window={"mask": (0, 1), "text": (0.0, 1.0)})
+    assert torch.equal(ref.latents, same.latents) and np.array_equal(ref.images, same.images)
+    assert same.settings.strength == {"mask": 1.0, "text": 1.0}
+    assert same.settings.describe() == ref.settings.describe()
+
+
+def test_raising_text_strength_raises_its_share(model):
+    shares = []
+    for s in (0.25, 1.0, 4.0, 16.0):
+        r, seen = _maps(model, strength={"text": s}, rule="official")
+        shares.append(float(seen[0].influence["text"].mean()))
+        assert r.settings.strength["text"] == s
+    assert shares == sorted(shares) and shares[-1] > shares[0] + 0.1
+    r, _ = _maps(model, strength={"text": 4.0})
+    assert "strength text=4" in r.settings.describe()
+
+
+def test_outside_its_window_the_recorded_weight_is_exactly_zero(model):
+    r, seen = _maps(model, window={"mask": (0, 0.5), "text": (0.25, 1)})
+    for s in seen:
+        f = s.index / (s.num_steps - 1)
+        assert bool((s.influence["mask"] == 0).all()) == (f > 0.5)
+        assert bool((s.influence["text"] == 0).all()) == (f < 0.25)
+        assert torch.allclose(sum(s.influence.values()), torch.ones(1, 1, 8, 8), atol=1e-6)
+    assert r.settings.window == {"mask": (0.0, 0.5), "text": (0.25, 1.0)}
+    assert "window mask=0:0.5, text=0.25:1" in r.settings.describe()
+
+
+def test_a_painted_map_changes_the_first_steps_weights_only_where_painted(model):
+    paint = np.ones((16, 16), np.float32)  # image resolution; the latent grid is 8x8
+    paint[4:8, 6:12] = 6.0
+    _, plain = _maps(model)
+    r, painted = _maps(model, strength={"text": paint})
+    region = torch.zeros(8, 8, dtype=torch.bool)
+    region[2:4, 3:6] = True
+    a, b = plain[0].influence["text"][0, 0], painted[0].influence["text"][0, 0]
+    assert torch.equal(a[~region], b[~region]) and torch.all(b[region] > a[region])
+    assert r.settings.strength["text"].startswith("map 8x8")
+
+
+def test_composable_with_strength_is_a_fixed_weight(model):
+    ctx = contexts(model)
+    x, t = torch.randn(1, 3, 8, 8), torch.tensor([300])
+    from collab.combination import make_steering
+
+    steering = make_steering(("mask", "text"), {"text": 0.3 / 0.7}, None, 1, (8, 8))
+    den = CollaborativeDenoiser(model, ctx, "composable", "paper", steering=steering, step_of={300: 0})
+    eps = {n: model.collaborators[n](x, t, ctx[n]) for n in ctx}
+    assert torch.allclose(den(x, t), 0.7 * eps["mask"] + 0.3 * eps["text"], atol=1e-5)
+
+
+def test_a_single_modality_keeps_weight_one_under_any_strength(model):
+    ref = generate(model, {"mask": MASK}, steps=3, seed=0)
+    strong = generate(model, {"mask": MASK}, steps=3, seed=0, strength={"mask": 7.0})
+    assert torch.equal(ref.latents, strong.latents)
+
+
+def test_handle_errors_name_the_problem(model):
+    with pytest.raises(ValueError, match="'text', not a modality of this run"):
+        generate(model, {"mask": MASK}, steps=2, strength={"text": 2.0})
+    with pytest.raises(ValueError, match="'sketch', not a modality"):
+        generate(model, CONDS, steps=2, window={"sketch": (0, 1)})
+    with pytest.raises(ValueError, match="must be finite and >= 0, got -2"):
+        generate(model, CONDS, steps=2, strength={"mask": -2})
+    with pytest.raises(ValueError, match="no modality takes part in step 2 of 3"):
+        generate(model, CONDS, steps=3, window={"mask": (0, 0.2), "text": (0.8, 1)})
