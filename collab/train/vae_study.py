@@ -51,18 +51,19 @@ class Variant:
 
 
 VARIANTS = (
+    # in the order they were run (most informative first)
     Variant("f8c3_crop", BASE, "today's recipe: f=8, 3 channels, 64x64 crops"),
-    Variant("f8c3_whole", BASE, "whole faces instead of crops (the norm statistics then match inference)",
+    Variant("f4c3_nonorm_whole", replace(F4, norm_groups=0), "f=4 without normalisation, whole faces",
             batch_size=4),
     Variant("f8c4_nonorm_whole", replace(BASE, z_channels=4, embed_dim=4, norm_groups=0),
             "no normalisation at all (flat colours are not re-centred), 4 channels, whole faces", batch_size=4),
     Variant("f4c3_whole", F4, "f=4 (32x32x3 latents, the mask's own grid), whole faces", batch_size=4),
-    Variant("f4c3_nonorm_whole", replace(F4, norm_groups=0), "f=4 without normalisation, whole faces",
+    Variant("f8c3_whole", BASE, "whole faces instead of crops (the norm statistics then match inference)",
             batch_size=4),
-    Variant("f4c3_nonorm_whole_lr1e3", replace(F4, norm_groups=0), "as above, learning rate 1e-3",
-            batch_size=4, lr=1e-3),
-    Variant("f4c3_nonorm_whole_adv", replace(F4, norm_groups=0), "as above + patch discriminator (hinge)",
+    Variant("f4c3_nonorm_whole_adv", replace(F4, norm_groups=0), "f=4 without normalisation + patch discriminator (hinge)",
             batch_size=4, adv_weight=0.5, adv_start=300),
+    Variant("f4c3_nonorm_whole_lr1e3", replace(F4, norm_groups=0), "f=4 without normalisation, learning rate 1e-3",
+            batch_size=4, lr=1e-3),
 )
 
 
