@@ -6,7 +6,7 @@ A recipe file has a few top-level keys and one section per stage:
     name: demo
     model: demo                 # the model config to train (shipped name or YAML path)
     seed: 0
-    data: {root: null, num_images: 8000, test_size: 500, size: 128, workers: 0, cache_latents: true}
+    data: {source: world, root: null, num_images: 8000, test_size: 500, size: 128, workers: 0, cache_latents: true}
     vae: {steps: 2000, lr: 4.0e-4, batch_size: 8, warmup: 50, crop: 64}
     decoder: {...}  ldm: {...}  diffusers: {...}  evaluator: {...}
 
@@ -27,7 +27,7 @@ RECIPES_DIR = Path(__file__).parent / "recipes"
 STAGES = ("vae", "decoder", "ldm", "diffusers", "evaluator")
 # section.key in a recipe file -> Recipe field
 EXTRAS = {"vae.crop": "vae_crop", "vae.kl_weight": "vae_kl_weight", "ldm.p2_gamma": "p2_gamma",
-          "diffusers.p2_gamma": "diffuser_p2_gamma", "data.root": "data_root", "data.num_images": "num_images",
+          "diffusers.p2_gamma": "diffuser_p2_gamma", "data.source": "data_source", "data.root": "data_root", "data.num_images": "num_images",
           "data.test_size": "test_size", "data.size": "size", "data.workers": "workers",
           "data.cache_latents": "cache_latents"}
 
@@ -41,7 +41,8 @@ class Recipe:
     """The defaults are the face-world demo (`recipes/demo.yaml` holds the same numbers)."""
     name: str = "demo"
     model: str = "demo"
-    data_root: str | None = None  # an official layout; None = render the face world into <run>/data
+    data_source: str = "world"  # world: render the face world into <run>/data; layout: read data_root
+    data_root: str | None = None  # the root of an official layout (collab/data/layout.py)
     num_images: int = 8000
     test_size: int = 500
     size: int = 128
@@ -62,6 +63,10 @@ class Recipe:
                                        weight_decay=1e-4, grad_clip=0.0, log_every=100, save_every=250)
     p2_gamma: float = 0.0  # P2 weighting of the collaborators' loss
     diffuser_p2_gamma: float = 0.0  # and of Algorithm 1's loss (the diffusers)
+
+    def __post_init__(self) -> None:
+        if self.data_source not in ("world", "layout"):
+            raise RecipeError(f"data.source {self.data_source!r} is not one of world, layout")
 
     def scaled(self, factor: float) -> Recipe:
         """Every stage's step count times `factor` (for smoke runs and tests)."""
@@ -102,7 +107,11 @@ class Recipe:
             known = sorted(k for k in types if k not in EXTRAS.values()) + sorted(EXTRAS)
             raise RecipeError(f"unknown recipe key {key!r}; known: {', '.join(known)} and "
                               f"<stage>.<key> for the stages {', '.join(STAGES)}")
-        return replace(self, **{key: convert(types[key], value, key)})
+        new = convert(types[key], value, key)
+        try:
+            return replace(self, **{key: new})
+        except RecipeError as e:
+            raise RecipeError(f"{key}={value!r}: {e}") from None
 
     def to_yaml_dict(self) -> dict:
         """The recipe in its file layout (what `load_recipe` reads back)."""
