@@ -165,4 +165,6 @@ class Engine:
     def log(self, metrics: dict, step: int) -> None:
         if self.fabric.loggers:
             self.fabric.log_dict(metrics, step=step)
+            for logger in self.fabric.loggers:
+                logger.save()  # on disk at every logged step, so a killed run keeps its curves
 
