@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from collab.train.engine import Engine, EngineError, add_engine_args, engine_config_from_args
+from collab.train.loop import TrainingError
 from collab.train.recipe import RecipeError, load_recipe
 
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(args, recipe, engine, log)
-    except (RecipeError, EngineError, ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, TrainingError) as e:  # recipe, engine, data and loss errors
         print(f"error: {e}", file=sys.stderr)
         return 2
     log("done")

@@ -25,6 +25,7 @@ from collab.config import ModelConfig, load_config
 from collab.encoders import PretrainedTextEncoder, PretrainedTextEncoderConfig
 from collab.tokenizer import WordPieceTokenizer
 from collab.train.engine import Engine, EngineConfig, add_engine_args, engine_config_from_args
+from collab.train.loop import TrainingError
 from collab.train.recipe import Recipe, load_recipe
 from collab.train.runner import archive_if_other_modalities, run_recipe
 from collab.train.stages import WarmStart, condition_keys, export_vocab  # noqa: F401 (export_vocab: API)
@@ -260,12 +261,15 @@ def main(argv: list[str] | None = None) -> None:
         recipe = replace(recipe, p2_gamma=args.p2_gamma)
     if args.diffuser_p2_gamma is not None:
         recipe = replace(recipe, diffuser_p2_gamma=args.diffuser_p2_gamma)
-    recipe = recipe.with_overrides(args.overrides)
-    engine = Engine(engine_config_from_args(args), args.run)
-    t0 = time.time()
-    run_demo(args.run, args.out, recipe, base_config=args.config,
-             log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True) if engine.is_main else None,
-             until=args.until, init=args.init, keep=tuple(args.keep), engine=engine)
+    try:
+        recipe = recipe.with_overrides(args.overrides)
+        engine = Engine(engine_config_from_args(args), args.run)
+        t0 = time.time()
+        run_demo(args.run, args.out, recipe, base_config=args.config,
+                 log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True) if engine.is_main else None,
+                 until=args.until, init=args.init, keep=tuple(args.keep), engine=engine)
+    except (ValueError, FileNotFoundError, TrainingError) as e:  # recipe, engine, data and loss errors
+        raise SystemExit(f"error: {e}") from None
     if engine.is_main:
         print(f"total wall time {time.time() - t0:.0f}s")
 

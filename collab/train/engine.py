@@ -117,10 +117,16 @@ class Engine:
             if cfg.accelerator == "cuda" and not torch.cuda.is_available():
                 raise EngineError("--accelerator cuda: no CUDA device is visible to PyTorch "
                                   f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'})")
+            if cfg.strategy == "fsdp" and (cfg.accelerator in ("cpu", "mps") or not torch.cuda.is_available()):
+                raise EngineError("--strategy fsdp runs on CUDA GPUs only (Lightning's FSDP); use ddp on "
+                                  f"--accelerator {cfg.accelerator}")
             logger = make_logger(cfg.logger, run_dir or Path("runs"))
             precision = "32-true" if cfg.precision == "32" else cfg.precision
-            fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-                            strategy=_strategy(cfg), precision=precision, loggers=logger)
+            try:
+                fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                                strategy=_strategy(cfg), precision=precision, loggers=logger)
+            except (ValueError, RuntimeError) as e:  # e.g. more devices than the machine has
+                raise EngineError(f"the engine cannot start with these flags: {e}") from e
             fabric.launch()
         self.fabric = fabric
 

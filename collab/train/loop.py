@@ -199,7 +199,10 @@ def train(engine: Engine, run_dir: Path, stage: str, modules: Mapping[str, nn.Mo
         bar.close()
     if log is not None:
         log.close()
-    return _final_weights(engine, module, named, ema, list(modules))
+    out = _final_weights(engine, module, named, ema, list(modules))
+    if engine.sharded:
+        _unshard(modules, out, engine.device)
+    return out
 
 
 def _check_finite(engine: Engine, loss: torch.Tensor, stage: str, step: int, batch, ckpt: Path) -> None:
@@ -228,6 +231,16 @@ def _final_weights(engine: Engine, module, named: dict, ema: EMA | None, names: 
         m, n = k.split(".", 1)
         out[m][n] = v.detach().cpu().clone()
     return out
+
+
+def _unshard(modules: Mapping[str, nn.Module], weights: dict, device: torch.device) -> None:
+    """After FSDP the modules hold views of this rank's shard: give them whole parameters again, so
+    later stages (and export) use them as plain modules."""
+    for m, tensors in weights.items():
+        for name, value in tensors.items():
+            owner, _, leaf = name.rpartition(".")
+            sub = modules[m].get_submodule(owner) if owner else modules[m]
+            setattr(sub, leaf, nn.Parameter(value.to(device), requires_grad=True))
 
 
 def apply_weights(modules: Mapping[str, nn.Module], weights: Mapping[str, Mapping[str, torch.Tensor]]) -> None:

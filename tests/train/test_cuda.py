@@ -50,3 +50,18 @@ def test_a_whole_tiny_run_on_the_gpu(tmp_path):
     out = run_recipe(Engine(EngineConfig(accelerator="cuda", precision="bf16-mixed")), tmp_path / "run",
                      tmp_path / "out", recipe, LayoutSource(tmp_path / "data", recipe, VOCAB), cfg, print)
     assert set(load_model(out).diffusers) == {"mask", "text"}
+
+
+def test_fsdp_trains_and_hands_back_whole_modules(tmp_path):
+    from collab.train.engine import Engine, EngineConfig
+    from collab.train.loop import LoopConfig, apply_weights, train
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    data = [{"index": torch.tensor(i), "x": torch.randn(4)} for i in range(16)]
+    eng = Engine(EngineConfig(accelerator="cuda", strategy="fsdp"))
+    out = train(eng, tmp_path, "s", {"net": net}, lambda b, g: net(b["x"]).pow(2).mean(), data,
+                LoopConfig(steps=2, lr=1e-3, batch_size=4, quiet=True))
+    assert out["net"]["0.weight"].shape == (8, 4)
+    apply_weights({"net": net}, out)
+    assert net(torch.randn(2, 4, device=eng.device)).shape == (2, 1)

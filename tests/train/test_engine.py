@@ -15,6 +15,13 @@ def test_bad_flags_name_the_flag_and_the_choices():
         EngineConfig(accumulate=0)
 
 
+def test_fsdp_on_a_cpu_is_refused_with_the_reason():
+    from collab.train.engine import Engine
+
+    with pytest.raises(EngineError, match="--strategy fsdp runs on CUDA GPUs only"):
+        Engine(EngineConfig(accelerator="cpu", strategy="fsdp"))
+
+
 def test_optional_loggers_say_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
     with pytest.raises(EngineError, match="pip install wandb"):
