@@ -65,23 +65,6 @@ class WorldTensors:
     def batch_masks(self, idx: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.one_hot(self.labels32[idx].long(), 19).transpose(1, 2).float()
 
-    def batch_conditions(self, kind: str, encoder_config, idx: torch.Tensor):
-        """The encoder input of a modality of `kind` for images `idx` (a dict for a joint encoder)."""
-        if kind == "text":
-            if isinstance(encoder_config, PretrainedTextEncoderConfig):
-                return self.frozen_text_states(encoder_config)[idx].float()
-            return self.tokens[idx]
-        if kind in ("mask", "mask_grid"):
-            return self.batch_masks(idx)
-        if kind == "attributes":
-            if self.attributes is None or tuple(encoder_config.names) != self.attribute_names:
-                raise ValueError(f"the attribute encoder expects {encoder_config.names}, the data has "
-                                 f"{self.attribute_names or 'no attribute table'}")
-            return self.attributes[idx]
-        if kind == "joint":
-            return {p.name: self.batch_conditions(p.kind, p.encoder, idx) for p in encoder_config.parts}
-        raise ValueError(f"no training data for condition kind {kind!r}")
-
     def frozen_text_states(self, cfg: PretrainedTextEncoderConfig) -> torch.Tensor:
         """Every caption through a frozen pre-trained text backbone, once (float16 [N, L, width], cached
         in memory and in `cache_dir`): its encoder's trained part then takes these states directly."""

@@ -114,37 +114,18 @@ def train(engine: Engine, run_dir: Path, stage: str, modules: Mapping[str, nn.Mo
     position); writes it atomically every `save_every` steps and at the end; a non-finite loss
     raises TrainingError without touching the last good checkpoint.
     """
-    fabric = engine.fabric
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / f"{stage}.ckpt"
     accumulate = engine.cfg.accumulate or cfg.accumulate
     if engine.sharded and cfg.ema_decay:
         raise EngineError(f"{stage}: EMA is not supported with --strategy fsdp (weights are sharded); "
                           f"use --strategy ddp or --set {stage.split('_')[0]}.ema_decay=0")
-    objective = Objective(modules, loss_fn, all_in_graph=engine.world_size > 1)
-    module = fabric.setup_module(objective)
-    named = {n[len("nets."):]: p for n, p in objective.named_parameters() if p.requires_grad}
-    if not named:
-        raise TrainingError(f"{stage}: nothing to train (every parameter is frozen)")
-    base_lr = cfg.lr * (cfg.batch_size * engine.world_size * accumulate if cfg.scale_lr else 1)
-    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=base_lr,
-                            betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    opt = fabric.setup_optimizers(opt)
+    module, named, opt, base_lr = _setup(engine, modules, loss_fn, cfg, stage, accumulate)
     batches = Batches(data, cfg.batch_size, cfg.seed, engine.rank, engine.world_size, workers,
                       pin_memory=engine.device.type == "cuda")
     g = torch.Generator().manual_seed(cfg.seed * 1000 + engine.rank)
     ema = EMA(named, cfg.ema_decay) if cfg.ema_decay else None
-    state = {"model": module, "optimizer": opt, "step": 0, "ema": {}, "generators": [], "data": {}}
-    if ckpt.exists():
-        fabric.load(ckpt, state)
-        gens = state["generators"]
-        g.set_state(gens[engine.rank] if engine.rank < len(gens) else gens[0])
-        batches.restore(state["data"])
-        if ema is not None:
-            ema.shadow = {k: v.to(engine.device).float() for k, v in state["ema"].items()}
-    elif ema is not None:
-        ema.shadow = {k: v.to(engine.device) for k, v in ema.shadow.items()}
-    start = int(state["step"])
+    start = _restore(engine, ckpt, module, opt, g, batches, ema)
 
     log = (run_dir / f"{stage}.loss.jsonl").open("a") if engine.is_main else None
     bar = None
@@ -163,21 +144,10 @@ def train(engine: Engine, run_dir: Path, stage: str, modules: Mapping[str, nn.Mo
         lr = cfg.lr_at(step, base_lr)
         for group in opt.param_groups:
             group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        for micro in range(accumulate):
-            batch = fabric.to_device(next(batches))
-            with fabric.no_backward_sync(module, enabled=micro < accumulate - 1):
-                loss = module(batch, g)
-                _check_finite(engine, loss, stage, step, batch, ckpt)
-                fabric.backward(loss / accumulate)
-            loss_sum += float(loss.detach())
-        if cfg.grad_clip:
-            fabric.clip_gradients(module, opt, max_norm=cfg.grad_clip)
-        opt.step()
+        loss = _optimiser_step(engine, module, opt, batches, g, accumulate, cfg.grad_clip, (stage, step, ckpt))
         if ema is not None:
             ema.update(named, step)
-        running += loss_sum / accumulate
+        running += loss
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
             n = cfg.log_every if done % cfg.log_every == 0 else (done % cfg.log_every or cfg.log_every)
@@ -203,6 +173,53 @@ def train(engine: Engine, run_dir: Path, stage: str, modules: Mapping[str, nn.Mo
     if engine.sharded:
         _unshard(modules, out, engine.device)
     return out
+
+
+def _setup(engine: Engine, modules, loss_fn, cfg: LoopConfig, stage: str, accumulate: int):
+    """The objective wrapped by Fabric, its trainable parameters by name, the optimiser, the base lr."""
+    objective = Objective(modules, loss_fn, all_in_graph=engine.world_size > 1)
+    module = engine.fabric.setup_module(objective)
+    named = {n[len("nets."):]: p for n, p in objective.named_parameters() if p.requires_grad}
+    if not named:
+        raise TrainingError(f"{stage}: nothing to train (every parameter is frozen)")
+    base_lr = cfg.lr * (cfg.batch_size * engine.world_size * accumulate if cfg.scale_lr else 1)
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=base_lr,
+                            betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    return module, named, engine.fabric.setup_optimizers(opt), base_lr
+
+
+def _restore(engine: Engine, ckpt: Path, module, opt, g: torch.Generator, batches: Batches, ema: EMA | None) -> int:
+    """Load the stage's checkpoint when there is one; the step to start from."""
+    state = {"model": module, "optimizer": opt, "step": 0, "ema": {}, "generators": [], "data": {}}
+    if ckpt.exists():
+        engine.fabric.load(ckpt, state)
+        gens = state["generators"]
+        g.set_state(gens[engine.rank] if engine.rank < len(gens) else gens[0])
+        batches.restore(state["data"])
+    if ema is not None:
+        shadow = state["ema"] or ema.shadow
+        ema.shadow = {k: v.to(engine.device).float() for k, v in shadow.items()}
+    return int(state["step"])
+
+
+def _optimiser_step(engine: Engine, module, opt, batches: Batches, g: torch.Generator, accumulate: int,
+                    grad_clip: float, where: tuple) -> float:
+    """`accumulate` micro-batches (gradient sync only on the last), clipping, one optimiser step;
+    the mean micro-batch loss."""
+    fabric = engine.fabric
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for micro in range(accumulate):
+        batch = fabric.to_device(next(batches))
+        with fabric.no_backward_sync(module, enabled=micro < accumulate - 1):
+            loss = module(batch, g)
+            _check_finite(engine, loss, *where[:2], batch, where[2])
+            fabric.backward(loss / accumulate)
+        total += float(loss.detach())
+    if grad_clip:
+        fabric.clip_gradients(module, opt, max_norm=grad_clip)
+    opt.step()
+    return total / accumulate
 
 
 def _check_finite(engine: Engine, loss: torch.Tensor, stage: str, step: int, batch, ckpt: Path) -> None:
