@@ -1,16 +1,16 @@
-"""Train the evaluator (face parser + attribute classifier) on face-world renders.
+"""Train the evaluator (face parser + attribute classifier) on face-world renders, on the engine.
 
-    python -m collab.train.evaluator --out checkpoints/evaluator [--steps 3000] [--size 128]
+    python -m collab.train.evaluator --out checkpoints/evaluator [--steps 3000] [--size 128] [--workers 2]
 
 Generated images are smoother than renders (they come through a VAE), so training images are
 augmented with blur, noise and colour jitter, and, when `--vae` names a collab model directory,
-half of each batch is replaced by that model's VAE reconstructions (labels unchanged).
+half of the batches get half their images replaced by that model's VAE reconstructions (labels
+unchanged). Faces are rendered by DataLoader workers; the run resumes from <out>/evaluator.ckpt.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +35,37 @@ def render_batch(seeds: list[int], size: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def augment(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Blur, noise and colour jitter, each with probability 1/2 per image."""
-    b = images.shape[0]
+    """Blur, noise and colour jitter, each with probability 1/2 per image (draws from the CPU
+    generator `g`, applied on the images' device)."""
+    b, dev = images.shape[0], images.device
     out = images.clone()
-    blur = torch.rand(b, generator=g) < 0.5
+    blur = (torch.rand(b, generator=g) < 0.5).to(dev)
     if blur.any():
         k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
         k = (k[:, None] * k[None]) / 256.0
-        weight = k.expand(3, 1, 5, 5)
+        weight = k.expand(3, 1, 5, 5).to(dev, out.dtype)
         out[blur] = F.conv2d(F.pad(out[blur], (2, 2, 2, 2), mode="replicate"), weight, groups=3)
-    noisy = (torch.rand(b, generator=g) < 0.5)[:, None, None, None]
-    out = out + noisy * 0.05 * torch.randn(out.shape, generator=g)
-    scale = 1 + 0.1 * (torch.rand(b, 3, 1, 1, generator=g) - 0.5)
-    shift = 0.1 * (torch.rand(b, 3, 1, 1, generator=g) - 0.5)
+    noisy = (torch.rand(b, generator=g) < 0.5)[:, None, None, None].to(dev)
+    out = out + noisy * 0.05 * torch.randn(out.shape, generator=g).to(dev)
+    scale = 1 + 0.1 * (torch.rand(b, 3, 1, 1, generator=g) - 0.5).to(dev)
+    shift = 0.1 * (torch.rand(b, 3, 1, 1, generator=g) - 0.5).to(dev)
     return (out * scale + shift).clamp(-1, 1)
+
+
+class RenderDataset(torch.utils.data.Dataset):
+    """Face `i` is the render of seed `seed_of(i)`: fresh faces, rendered by the DataLoader's workers."""
+
+    def __init__(self, size: int, seed: int, count: int = 5_000_000) -> None:
+        self.size, self.seed, self.count = size, seed, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict:
+        seed = int(np.random.default_rng([self.seed, index]).integers(0, 5_000_000))
+        images, labels, targets = render_batch([seed], self.size)
+        return {"index": torch.tensor(index), "image": images[0], "labels": labels[0],
+                **{f"target_{k}": v[0] for k, v in targets.items()}}
 
 
 @torch.no_grad()
@@ -86,9 +103,18 @@ def class_weights(size: int, n: int = 64, power: float = 0.5, cap: float = 10.0)
 
 
 def train(out: Path, steps: int, size: int, batch: int, lr: float, seed: int, vae_model: str | None,
-          log_every: int = 100, init: str | None = None, classifier_size: int | None = None) -> dict[str, float]:
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
+          log_every: int = 100, init: str | None = None, classifier_size: int | None = None, engine=None,
+          loop=None, workers: int = 0) -> dict[str, float]:
+    """Train on the engine (default: one CPU process); `loop` (a LoopConfig, e.g. a recipe's
+    `evaluator` stage) overrides steps / batch / lr / seed when given."""
+    from collab.train.engine import Engine, EngineConfig
+    from collab.train.loop import LoopConfig, apply_weights
+    from collab.train.loop import train as train_loop
+
+    engine = engine or Engine(EngineConfig(accelerator="cpu"), out)
+    loop = loop or LoopConfig(steps=steps, lr=lr, batch_size=batch, seed=seed, warmup=max(1, steps // 20),
+                              schedule="cosine", weight_decay=1e-4, grad_clip=0.0, log_every=log_every)
+    torch.manual_seed(loop.seed)
     # Small enough to train in well under an hour on 2 CPU cores; both nets see full resolution
     # (thin parts: lips, brows, earrings; age and beard are fine textures).
     ev = Evaluator(FaceParser(ParserConfig(widths=(16, 32, 64, 128), image_size=size)),
@@ -100,51 +126,38 @@ def train(out: Path, steps: int, size: int, batch: int, lr: float, seed: int, va
             mine = new_net.state_dict()
             mine.update({k: v for k, v in old_net.state_dict().items() if k in mine and mine[k].shape == v.shape})
             new_net.load_state_dict(mine)
-    weights = class_weights(size)
-    vae = None
-    if vae_model:
-        vae = load_vae(vae_model)
-    params = list(ev.parser.parameters()) + list(ev.classifier.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    held_out = list(range(10_000_000, 10_000_000 + 200))  # seeds never used for training
-    out.mkdir(parents=True, exist_ok=True)
-    log = (out / "evaluator_log.jsonl").open("a")
-    t0 = time.time()
-    for step in range(1, steps + 1):
-        seeds = torch.randint(0, 5_000_000, (batch,), generator=g).tolist()
-        images, labels, targets = render_batch(seeds, size)
-        if vae is not None and step % 2 == 0:
+    weights = class_weights(size).to(engine.device)
+    vae = load_vae(vae_model).to(engine.device) if vae_model else None
+    ev.parser.train(), ev.classifier.train()
+
+    def loss_fn(b, g):
+        images = b["image"]
+        if vae is not None and bool(torch.rand(1, generator=g) < 0.5):
             with torch.no_grad():
-                half = batch // 2
-                images[:half] = vae.decode(vae.encode(images[:half]).mean).clamp(-1, 1)
+                half = images.shape[0] // 2
+                images = torch.cat([vae.decode(vae.encode(images[:half]).mean).clamp(-1, 1), images[half:]])
         images = augment(images, g)
-        ev.parser.train(), ev.classifier.train()
-        loss_parse = F.cross_entropy(ev.parser(images), labels, weight=weights)
+        loss_parse = F.cross_entropy(ev.parser(images), b["labels"], weight=weights)
         logits = ev.classifier(to_input(images, ev.classifier.config.image_size)[0])
-        loss_attr = sum(F.cross_entropy(logits[k], targets[k]) for k in HEADS)
-        loss = loss_parse + loss_attr
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite evaluator loss at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % log_every == 0 or step == steps:
-            rec = {"step": step, "loss_parse": loss_parse.item(), "loss_attr": loss_attr.item(),
-                   "seconds": round(time.time() - t0, 1)}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            print(rec, flush=True)
-    ev.parser.eval(), ev.classifier.eval()
-    ev.parser.requires_grad_(False), ev.classifier.requires_grad_(False)
-    metrics = evaluate(ev, held_out, size)
-    ev.save(out)
-    (out / "evaluator_metrics.json").write_text(json.dumps(metrics, indent=1))
+        return loss_parse + sum(F.cross_entropy(logits[k], b[f"target_{k}"]) for k in HEADS)
+
+    nets = {"parser": ev.parser, "classifier": ev.classifier}
+    final = train_loop(engine, out, "evaluator", nets, loss_fn, RenderDataset(size, loop.seed), loop,
+                       workers=workers)
+    apply_weights(nets, final)
+    ev.parser.cpu().eval().requires_grad_(False), ev.classifier.cpu().eval().requires_grad_(False)
+    metrics = {}
+    if engine.is_main:
+        metrics = evaluate(ev, list(range(10_000_000, 10_000_000 + 200)), size)  # seeds never trained on
+        ev.save(out)
+        (out / "evaluator_metrics.json").write_text(json.dumps(metrics, indent=1))
+    engine.barrier()
     return metrics
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    from collab.train.engine import Engine, add_engine_args, engine_config_from_args
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--steps", type=int, default=1500)
@@ -155,10 +168,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vae", help="collab model directory (or a demo run's vae.pt) whose VAE reconstructions are mixed in")
-    args = ap.parse_args()
+    add_engine_args(ap, default_accelerator="cpu", default_logger="none")
+    args = ap.parse_args(argv)
+    engine = Engine(engine_config_from_args(args), args.out)
     metrics = train(args.out, args.steps, args.size, args.batch_size, args.lr, args.seed, args.vae,
-                    init=args.init, classifier_size=args.classifier_size)
-    print(json.dumps(metrics))
+                    init=args.init, classifier_size=args.classifier_size, engine=engine, workers=args.workers or 0)
+    if engine.is_main:
+        print(json.dumps(metrics))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
-"""One resumable training loop for every stage, single process or `torchrun --nproc_per_node N`.
+"""One resumable training loop for every stage, on the engine (Lightning Fabric).
 
-Distributed runs use torch.distributed (gloo on CPU, nccl on CUDA): parameters are broadcast from
-rank 0 at the start and gradients are averaged over ranks after every backward pass, so every rank
-holds the same weights at every step. Rank 0 alone writes files.
+Single process, `--devices N` on one machine or `torchrun` / SLURM over nodes: Fabric places the
+objective and the batches on the device, wraps the objective for DDP or FSDP (gradients averaged over
+ranks, so every rank holds the same weights), runs the forward under the chosen precision and skips
+the gradient sync on all but the last micro-batch of an accumulated step. Rank 0 alone writes logs.
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from collab.train.data import Batches, describe
+from collab.train.engine import Engine, EngineError
+
+SCHEDULES = ("constant", "cosine")
 
 
 class TrainingError(RuntimeError):
@@ -25,31 +29,39 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class LoopConfig:
+    """Every hyper-parameter of one stage (a recipe holds one per stage)."""
     steps: int
     lr: float
-    batch_size: int
+    batch_size: int  # per process and micro-batch
     seed: int = 0
     ema_decay: float = 0.0  # 0 = no EMA
     warmup: int = 100
     save_every: int = 250
     log_every: int = 25
     sample_every: int = 0  # 0 = only at the end
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # 0 = no clipping
     quiet: bool = False
+    accumulate: int = 1  # micro-batches per optimiser step
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    scale_lr: bool = False  # lr *= batch_size * processes * accumulate (the official main.py's rule)
+    schedule: str = "constant"  # after the warm-up: constant, or cosine down to 0 at `steps`
 
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        for name in ("steps", "batch_size", "accumulate", "save_every", "log_every"):
+            if getattr(self, name) < (0 if name == "steps" else 1):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
-def world() -> tuple[int, int]:
-    """(rank, world size), initialising the process group when launched by torchrun."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    def lr_at(self, step: int, base: float) -> float:
+        warm = min(1.0, (step + 1) / max(self.warmup, 1))
+        if self.schedule == "cosine" and step >= self.warmup:
+            import math
 
-
-def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+            frac = (step - self.warmup) / max(1, self.steps - self.warmup)
+            return base * 0.5 * (1 + math.cos(math.pi * frac))
+        return base * warm
 
 
 class EMA:
@@ -66,109 +78,186 @@ class EMA:
             self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
 
 
-def train(run_dir: Path, stage: str, modules: Mapping[str, nn.Module], loss_fn: Callable[[torch.Generator, int], torch.Tensor],
-          cfg: LoopConfig, sample_fn: Callable[[int, Path], None] | None = None,
-          describe_batch: Callable[[], str] | None = None) -> dict[str, dict[str, torch.Tensor]]:
-    """Train `modules` (only their parameters that require grad) on `loss_fn(generator, step)`.
+class Objective(nn.Module):
+    """The trainable networks of a stage and its loss, as one module for Fabric to wrap: DDP then
+    syncs every gradient of the stage, whatever the loss calls. Frozen networks the loss uses stay
+    outside (not registered), so checkpoints hold only what trains."""
 
-    Resumes from `run_dir/<stage>.state.pt` when present; writes it atomically every `save_every`
-    steps and at the end; a non-finite loss raises TrainingError without touching the last good
-    state. Returns the final weights (EMA weights when EMA is on) per module.
+    def __init__(self, modules: Mapping[str, nn.Module], loss_fn: Callable, all_in_graph: bool = False) -> None:
+        super().__init__()
+        self.nets = nn.ModuleDict(dict(modules))
+        self.loss_fn = loss_fn
+        self.all_in_graph = all_in_graph
+
+    def forward(self, batch, g: torch.Generator) -> torch.Tensor:
+        loss = self.loss_fn(batch, g)
+        if self.all_in_graph:
+            # DDP needs a gradient for every parameter at every step; a step that leaves a network out
+            # (a diffuser outside this step's modality subset) gives it an exact zero instead.
+            loss = loss + 0.0 * sum(p.view(-1)[0] for p in self.parameters() if p.requires_grad)
+        return loss
+
+
+def _gather(engine: Engine, state: torch.Tensor) -> list[torch.Tensor]:
+    if engine.world_size == 1:
+        return [state]
+    return list(engine.fabric.all_gather(state).cpu())
+
+
+def train(engine: Engine, run_dir: Path, stage: str, modules: Mapping[str, nn.Module], loss_fn: Callable,
+          data, cfg: LoopConfig, sample_fn: Callable[[int, Path], None] | None = None,
+          workers: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+    """Train `modules` (their parameters that require grad) on `loss_fn(batch, generator)` over the
+    Dataset `data`; returns the final weights (EMA weights when EMA is on) per module, on the CPU.
+
+    Resumes from `run_dir/<stage>.ckpt` (weights, optimiser, EMA, every rank's generator, data
+    position); writes it atomically every `save_every` steps and at the end; a non-finite loss
+    raises TrainingError without touching the last good checkpoint.
     """
-    rank, size = world()
     run_dir.mkdir(parents=True, exist_ok=True)
-    state_path = run_dir / f"{stage}.state.pt"
-    params = {f"{m}.{n}": p for m, mod in modules.items() for n, p in mod.named_parameters() if p.requires_grad}
-    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    start, ema_state = 0, None
-    if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        with torch.no_grad():
-            for k, p in params.items():
-                p.copy_(state["params"][k])
-        opt.load_state_dict(state["optimizer"])
-        g.set_state(state["generators"][rank] if rank < len(state["generators"]) else state["generators"][0])
-        ema_state = state["ema"]
-        start = int(state["step"])
-    if size > 1:  # every rank starts from rank 0's weights
-        for p in params.values():
-            dist.broadcast(p.data, 0)
-    ema = EMA(params, cfg.ema_decay) if cfg.ema_decay else None
-    if ema is not None and ema_state:
-        ema.shadow = {k: v.float() for k, v in ema_state.items()}
+    ckpt = run_dir / f"{stage}.ckpt"
+    accumulate = engine.cfg.accumulate or cfg.accumulate
+    if engine.sharded and cfg.ema_decay:
+        raise EngineError(f"{stage}: EMA is not supported with --strategy fsdp (weights are sharded); "
+                          f"use --strategy ddp or --set {stage.split('_')[0]}.ema_decay=0")
+    module, named, opt, base_lr = _setup(engine, modules, loss_fn, cfg, stage, accumulate)
+    batches = Batches(data, cfg.batch_size, cfg.seed, engine.rank, engine.world_size, workers,
+                      pin_memory=engine.device.type == "cuda")
+    g = torch.Generator().manual_seed(cfg.seed * 1000 + engine.rank)
+    ema = EMA(named, cfg.ema_decay) if cfg.ema_decay else None
+    start = _restore(engine, ckpt, module, opt, g, batches, ema)
 
-    log = (run_dir / f"{stage}.loss.jsonl").open("a") if rank == 0 else None
+    log = (run_dir / f"{stage}.loss.jsonl").open("a") if engine.is_main else None
     bar = None
-    if rank == 0 and not cfg.quiet and sys.stderr.isatty():
+    if engine.is_main and not cfg.quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=start, desc=stage, unit="step")
     t0, running = time.time(), 0.0
+
+    def save(done: int) -> None:
+        engine.save_atomic(ckpt, {"model": module, "optimizer": opt, "step": done,
+                                  "ema": ema.shadow if ema is not None else {},
+                                  "generators": _gather(engine, g.get_state()), "data": batches.state()})
+
     for step in range(start, cfg.steps):
-        lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+        lr = cfg.lr_at(step, base_lr)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = loss_fn(g, step)
-        if not torch.isfinite(loss):
-            what = f" (batch: {describe_batch()})" if describe_batch else ""
-            raise TrainingError(f"{stage}: non-finite loss {float(loss.detach())} at step {step + 1}{what}; "
-                                f"the last good state ({state_path.name}) was kept")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if size > 1:
-            for p in params.values():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= size
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
-        opt.step()
+        loss = _optimiser_step(engine, module, opt, batches, g, accumulate, cfg.grad_clip, (stage, step, ckpt))
         if ema is not None:
-            ema.update(params, step)
-        running += float(loss.detach())
+            ema.update(named, step)
+        running += loss
         done = step + 1
-        if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
+        if done % cfg.log_every == 0 or done == cfg.steps:
             n = cfg.log_every if done % cfg.log_every == 0 else (done % cfg.log_every or cfg.log_every)
             rec = {"step": done, "loss": running / n, "lr": lr, "seconds": round(time.time() - t0, 1)}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            if bar is None and not cfg.quiet:
-                print(f"[{stage}] step {done}/{cfg.steps} loss {rec['loss']:.4f}", flush=True)
+            if log is not None:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                if bar is None and not cfg.quiet:
+                    print(f"[{stage}] step {done}/{cfg.steps} loss {rec['loss']:.4f}", flush=True)
+            engine.log({f"{stage}/loss": rec["loss"], f"{stage}/lr": lr}, step=done)
             running = 0.0
         if bar is not None:
             bar.update(1)
         if done % cfg.save_every == 0 or done == cfg.steps:
-            if rank == 0:
-                _atomic_save({"params": {k: v.detach() for k, v in params.items()}, "optimizer": opt.state_dict(),
-                              "generators": _gather_generators(g, size), "step": done,
-                              "ema": ema.shadow if ema is not None else {}}, state_path)
-            elif size > 1:
-                _gather_generators(g, size)
-            if size > 1:
-                dist.barrier()
-        if rank == 0 and sample_fn is not None and cfg.sample_every and done % cfg.sample_every == 0:
+            save(done)
+        if engine.is_main and sample_fn is not None and cfg.sample_every and done % cfg.sample_every == 0:
             sample_fn(done, run_dir)
     if bar is not None:
         bar.close()
     if log is not None:
         log.close()
-    final = ema.shadow if ema is not None else {k: v.detach() for k, v in params.items()}
-    out: dict[str, dict[str, torch.Tensor]] = {m: {} for m in modules}
-    for k, v in final.items():
-        m, n = k.split(".", 1)
-        out[m][n] = v
+    out = _final_weights(engine, module, named, ema, list(modules))
+    if engine.sharded:
+        _unshard(modules, out, engine.device)
     return out
 
 
-def _gather_generators(g: torch.Generator, size: int) -> list[torch.Tensor]:
-    """Every rank's data generator state, so a resumed distributed run continues each stream."""
-    state = g.get_state()
-    if size == 1:
-        return [state]
-    states = [torch.empty_like(state) for _ in range(size)]
-    dist.all_gather(states, state)
-    return states
+def _setup(engine: Engine, modules, loss_fn, cfg: LoopConfig, stage: str, accumulate: int):
+    """The objective wrapped by Fabric, its trainable parameters by name, the optimiser, the base lr."""
+    objective = Objective(modules, loss_fn, all_in_graph=engine.world_size > 1)
+    module = engine.fabric.setup_module(objective)
+    named = {n[len("nets."):]: p for n, p in objective.named_parameters() if p.requires_grad}
+    if not named:
+        raise TrainingError(f"{stage}: nothing to train (every parameter is frozen)")
+    base_lr = cfg.lr * (cfg.batch_size * engine.world_size * accumulate if cfg.scale_lr else 1)
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=base_lr,
+                            betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    return module, named, engine.fabric.setup_optimizers(opt), base_lr
+
+
+def _restore(engine: Engine, ckpt: Path, module, opt, g: torch.Generator, batches: Batches, ema: EMA | None) -> int:
+    """Load the stage's checkpoint when there is one; the step to start from."""
+    state = {"model": module, "optimizer": opt, "step": 0, "ema": {}, "generators": [], "data": {}}
+    if ckpt.exists():
+        engine.fabric.load(ckpt, state)
+        gens = state["generators"]
+        g.set_state(gens[engine.rank] if engine.rank < len(gens) else gens[0])
+        batches.restore(state["data"])
+    if ema is not None:
+        shadow = state["ema"] or ema.shadow
+        ema.shadow = {k: v.to(engine.device).float() for k, v in shadow.items()}
+    return int(state["step"])
+
+
+def _optimiser_step(engine: Engine, module, opt, batches: Batches, g: torch.Generator, accumulate: int,
+                    grad_clip: float, where: tuple) -> float:
+    """`accumulate` micro-batches (gradient sync only on the last), clipping, one optimiser step;
+    the mean micro-batch loss."""
+    fabric = engine.fabric
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for micro in range(accumulate):
+        batch = fabric.to_device(next(batches))
+        with fabric.no_backward_sync(module, enabled=micro < accumulate - 1):
+            loss = module(batch, g)
+            _check_finite(engine, loss, *where[:2], batch, where[2])
+            fabric.backward(loss / accumulate)
+        total += float(loss.detach())
+    if grad_clip:
+        fabric.clip_gradients(module, opt, max_norm=grad_clip)
+    opt.step()
+    return total / accumulate
+
+
+def _check_finite(engine: Engine, loss: torch.Tensor, stage: str, step: int, batch, ckpt: Path) -> None:
+    """Stop on a non-finite loss on any rank (all ranks stop together: none waits in a collective)."""
+    bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+    if engine.world_size > 1:
+        bad = engine.fabric.all_reduce(bad, reduce_op="max")
+    if bad.item():
+        raise TrainingError(f"{stage}: non-finite loss {float(loss.detach())} at step {step + 1} "
+                            f"(batch: {describe(batch)}); the last good state ({ckpt.name}) was kept")
+
+
+def _final_weights(engine: Engine, module, named: dict, ema: EMA | None, names: list[str]):
+    if ema is not None:
+        final = ema.shadow
+    elif engine.sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(module._forward_module, options=StateDictOptions(full_state_dict=True,
+                                                                                    cpu_offload=True))
+        final = {k[len("nets."):]: v for k, v in full.items() if k[len("nets."):] in named}
+    else:
+        final = {k: v.detach() for k, v in named.items()}
+    out: dict[str, dict[str, torch.Tensor]] = {m: {} for m in names}
+    for k, v in final.items():
+        m, n = k.split(".", 1)
+        out[m][n] = v.detach().cpu().clone()
+    return out
+
+
+def _unshard(modules: Mapping[str, nn.Module], weights: dict, device: torch.device) -> None:
+    """After FSDP the modules hold views of this rank's shard: give them whole parameters again, so
+    later stages (and export) use them as plain modules."""
+    for m, tensors in weights.items():
+        for name, value in tensors.items():
+            owner, _, leaf = name.rpartition(".")
+            sub = modules[m].get_submodule(owner) if owner else modules[m]
+            setattr(sub, leaf, nn.Parameter(value.to(device), requires_grad=True))
 
 
 def apply_weights(modules: Mapping[str, nn.Module], weights: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
@@ -178,4 +267,3 @@ def apply_weights(modules: Mapping[str, nn.Module], weights: Mapping[str, Mappin
             named = dict(modules[m].named_parameters())
             for n, v in tensors.items():
                 named[n].copy_(v)
-

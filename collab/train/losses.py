@@ -18,7 +18,7 @@ def vae_loss(vae: AutoencoderKL, x: torch.Tensor, g: torch.Generator, kl_weight:
     kl_weight * KL summed over the latent; we divide both by the pixel count, the same objective
     at a scale where learning rates do not depend on the image size."""
     post = vae.encode(x)
-    z = post.sample(g)
+    z = post.mean + post.std * randn(post.mean.shape, g, post.mean)
     rec = vae.decode(z)
     l1 = (rec - x).abs().sum(dim=(1, 2, 3))
     kl = post.kl()
@@ -28,18 +28,24 @@ def vae_loss(vae: AutoencoderKL, x: torch.Tensor, g: torch.Generator, kl_weight:
     return loss, {"l1": float(l1.detach().mean() / x[0].numel()), "kl": float(kl.detach().mean())}
 
 
+def randn(shape, g: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """N(0, I) from the CPU generator `g`, placed like `like`: the same numbers on every device, and
+    one generator state per rank to checkpoint."""
+    return torch.randn(shape, generator=g).to(like.device, like.dtype)
+
+
 def sample_xt(schedule: DiffusionSchedule, z0: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """t ~ U{0..T-1}, eps ~ N(0, I), x_t = q(x_t | z0)."""
-    t = torch.randint(0, schedule.num_timesteps, (z0.shape[0],), generator=g)
-    noise = torch.randn(z0.shape, generator=g)
+    t = torch.randint(0, schedule.num_timesteps, (z0.shape[0],), generator=g).to(z0.device)
+    noise = randn(z0.shape, g, z0)
     return schedule.q_sample(z0, t, noise), t, noise
 
 
 def p2_weight(schedule: DiffusionSchedule, t: torch.Tensor, gamma: float, k: float = 1.0) -> torch.Tensor:
     """P2 weighting 1 / (k + SNR(t))^gamma (Choi et al. 2022); gamma = 0 is the plain loss."""
     if gamma == 0:
-        return torch.ones(t.shape[0])
-    return (1.0 / (k + schedule.snr(t)) ** gamma).float()
+        return torch.ones(t.shape[0], device=t.device)
+    return (1.0 / (k + schedule.snr(t)) ** gamma).float().to(t.device)
 
 
 def ldm_loss(unet, encoder, cond: torch.Tensor, z0: torch.Tensor, schedule: DiffusionSchedule, g: torch.Generator,

@@ -29,9 +29,12 @@ def train_minilm_collaborator(run: Path, ldm_steps: int | None = None, log=print
     from collab.config import load_config
     from collab.encoders import PretrainedTextEncoder, PretrainedTextEncoderConfig
     from collab.schedule import DiffusionSchedule
-    from collab.train.demo import DemoRecipe, draw_latents, load_world
+    from collab.train.data import WorldDataset
+    from collab.train.demo import DemoRecipe, load_world
+    from collab.train.engine import Engine, EngineConfig
     from collab.train.loop import apply_weights, train
     from collab.train.losses import ldm_loss
+    from collab.train.stages import latent_sampler
     from collab.unet import UNetModel
 
     recipe = DemoRecipe()
@@ -50,14 +53,14 @@ def train_minilm_collaborator(run: Path, ldm_steps: int | None = None, log=print
     if path.exists():
         w = torch.load(path, weights_only=True)
     else:
-        n = len(world.names)
+        z0 = latent_sampler(None, lat["scale"])  # draws from the cached posteriors
 
-        def step(g, _):
-            idx = torch.randint(0, n, (recipe.ldm.batch_size,), generator=g)
-            z = draw_latents(lat, idx, g) * lat["scale"]
-            return ldm_loss(unet, enc, states[idx].float(), z, schedule, g, recipe.p2_gamma)
+        def step(batch, g):
+            return ldm_loss(unet, enc, batch["text_states"], z0(batch, g), schedule, g, recipe.p2_gamma)
 
-        w = train(run, "ldm_text_minilm", {"unet": unet, "encoder": enc}, step, recipe.ldm)
+        data = WorldDataset(world, lat, ("text_states",), states)
+        w = train(Engine(EngineConfig(accelerator="cpu"), run), run, "ldm_text_minilm", {"unet": unet, "encoder": enc},
+                  step, data, recipe.ldm)
         torch.save(w, path)
     apply_weights({"unet": unet, "encoder": enc}, w)
     return unet.eval().requires_grad_(False), enc.eval().requires_grad_(False)
