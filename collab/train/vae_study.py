@@ -55,15 +55,15 @@ VARIANTS = (
     Variant("f8c3_crop", BASE, "today's recipe: f=8, 3 channels, 64x64 crops"),
     Variant("f4c3_nonorm_whole", replace(F4, norm_groups=0), "f=4 without normalisation, whole faces",
             batch_size=4),
+    Variant("f4c3_nonorm_whole_lr1e3", replace(F4, norm_groups=0), "f=4 without normalisation, learning rate 1e-3",
+            batch_size=4, lr=1e-3),
     Variant("f8c4_nonorm_whole", replace(BASE, z_channels=4, embed_dim=4, norm_groups=0),
             "no normalisation at all (flat colours are not re-centred), 4 channels, whole faces", batch_size=4),
+    Variant("f4c3_nonorm_whole_adv", replace(F4, norm_groups=0), "f=4 without normalisation + patch discriminator (hinge)",
+            batch_size=4, adv_weight=0.5, adv_start=300),
     Variant("f4c3_whole", F4, "f=4 (32x32x3 latents, the mask's own grid), whole faces", batch_size=4),
     Variant("f8c3_whole", BASE, "whole faces instead of crops (the norm statistics then match inference)",
             batch_size=4),
-    Variant("f4c3_nonorm_whole_adv", replace(F4, norm_groups=0), "f=4 without normalisation + patch discriminator (hinge)",
-            batch_size=4, adv_weight=0.5, adv_start=300),
-    Variant("f4c3_nonorm_whole_lr1e3", replace(F4, norm_groups=0), "f=4 without normalisation, learning rate 1e-3",
-            batch_size=4, lr=1e-3),
 )
 
 
@@ -222,6 +222,22 @@ def write_grid(path: Path, renders: np.ndarray, recs: np.ndarray, n: int = 8) ->
                                                                    Image.NEAREST).save(path)
 
 
+def markdown(results: dict) -> str:
+    """The study as a table, renders first, then each variant at each evaluated step."""
+    head = ("| variant | latent | steps | parser mIoU | attr acc | gender | age | beard | MAE (0-255) | s/step | what |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for key, r in results.items():
+        v = r.get("variant", {})
+        rows.append(f"| {key.split('@')[0]} | {v.get('latent', '-')} | {r.get('steps', '-')} | {r['miou']:.3f} | "
+                    f"{r['acc_mean']:.3f} | {r['acc_gender']:.3f} | {r['acc_age']:.3f} | {r['acc_beard']:.3f} | "
+                    f"{r['mae']:.1f} | {r.get('seconds_per_step', '-')} | {v.get('note', 'the renders themselves')} |"
+                    if "mae" in r else
+                    f"| {key} | - | - | {r['miou']:.3f} | {r['acc_mean']:.3f} | {r['acc_gender']:.3f} | "
+                    f"{r['acc_age']:.3f} | {r['acc_beard']:.3f} | 0 | - | the renders themselves |")
+    return head + "\n".join(rows) + "\n"
+
+
 def load_images(run: Path, num_images: int, log) -> torch.Tensor:
     """The demo's rendered training world (shared with `collab.train.demo` runs in the same folder)."""
     from collab.train.demo import DemoRecipe, load_world
@@ -240,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--evaluator", default="checkpoints/evaluator")
     ap.add_argument("--num-images", type=int, default=8000)
+    ap.add_argument("--shipped", default="demo", help="also score this model's VAE as shipped ('' to skip)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -257,6 +274,13 @@ def main(argv: list[str] | None = None) -> None:
     results_path = args.run / "study.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["renders"] = score(ev, data.images, data.labels, data.targets)
+    if args.shipped and "shipped" not in results:  # the VAE in the shipped demo model, for reference
+        from collab.registry import load_model
+
+        recs = reconstruct(load_model(args.shipped).vae, data.images)
+        results["shipped"] = {**score(ev, recs, data.labels, data.targets, data.images),
+                              "variant": {"note": f"the VAE of {args.shipped} as shipped", "latent": "3x16^2"}}
+        write_grid(args.run / "recon_shipped.png", data.images, recs)
     variants = [v for v in VARIANTS if args.only is None or v.name in args.only]
     for v in variants:
         tr = Trainer(v, images, args.run / v.name)
@@ -269,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         write_grid(args.run / v.name / f"recon_{tr.step}.png", data.images, recs)
         torch.save(tr.vae.state_dict(), args.run / v.name / f"vae_{tr.step}.pt")
         results_path.write_text(json.dumps(results, indent=1))
+        (args.run / "study.md").write_text(markdown(results))
         log(f"{v.name}@{tr.step}: mIoU {row['miou']:.3f} acc {row['acc_mean']:.3f} MAE {row['mae']:.1f} "
             f"({row['seconds_per_step']} s/step)")
 
