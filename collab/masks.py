@@ -385,8 +385,11 @@ def painted_labels(rgba: np.ndarray) -> np.ndarray:
 def flood_fill(labels: np.ndarray, y: int, x: int, value: int) -> np.ndarray:
     """The 4-connected region of the label at (y, x) set to `value` (a copy; the paint-bucket tool)."""
     labels = check_label_values(labels)
-    value = validate.integer("value", value, 0, NUM_CLASSES - 1)
-    y, x = validate.integer("y", y), validate.integer("x", x)
+    try:
+        value = validate.integer("value", value, 0, NUM_CLASSES - 1)
+        y, x = validate.integer("y", y), validate.integer("x", x)
+    except (TypeError, ValueError) as e:
+        raise MaskError(f"fill: {e}") from None
     h, w = labels.shape
     if not (0 <= y < h and 0 <= x < w):
         raise MaskError(f"fill point ({x}, {y}) is outside the {w}x{h} mask")
