@@ -6,7 +6,6 @@ and loaded with `assign=True`, so an 800M-parameter checkpoint is never held twi
 from __future__ import annotations
 
 import pickle
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -50,8 +49,9 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
         raise CheckpointError(
             f"{path} contains Python objects that only load by executing pickled code "
             f"({str(e).splitlines()[0][:200]}). If you trust this file, pass {TRUST_FLAG}.") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({str(e).splitlines()[0][:200]})") from e
+    except Exception as e:  # truncated or damaged files fail in torch.load in many ways (IndexError, ...)
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {first})") from e
     sd = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
     if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path}: no state_dict of tensors found (top-level keys: "
