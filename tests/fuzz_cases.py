@@ -249,9 +249,10 @@ def attribute_cases(draw) -> Case:
         for name in picked:
             value, meaning = draw(st.sampled_from(_ATTR_VALUES))
             raw[name] = value
-            valid = valid and meaning is not None and name in names
+            key = name.lower()  # names are matched case-insensitively (documented)
+            valid = valid and meaning is not None and key in names
             if valid:
-                expected[names.index(name)] = meaning
+                expected[names.index(key)] = meaning
     elif form == "vector":
         length = draw(st.sampled_from([len(names), len(names) - 1, 0]))
         dtype = draw(st.sampled_from(["int64", "float32", "bool", "complex64", "object", "<U1", "float64"]))

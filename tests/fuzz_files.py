@@ -238,7 +238,9 @@ def _wrong_values(value: Any) -> list[Any]:
         return ["abc", None, float("nan"), float("inf"), True, [value]]
     if isinstance(value, str):
         return [5, None, [value], 1.5]
-    return [5, "abc", None]
+    if isinstance(value, list):
+        return [5, "abc", ["a"], [1.5], None]
+    return [5, [5], 1.5]  # a null optional field (vocab, official_name): a string would be valid
 
 
 @st.composite
@@ -404,7 +406,7 @@ def cli_cases(draw) -> Case:
 
     def run():
         err = io.StringIO()
-        with contextlib.redirect_stderr(err):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             try:
                 code = main(argv)
             except SystemExit as e:  # argparse
