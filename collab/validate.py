@@ -73,7 +73,7 @@ def _range(lo: float | None, hi: float | None) -> str:
 def choice(name: str, value: Any, options: Iterable[str]) -> str:
     options = tuple(options)
     if not isinstance(value, str) or value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(options)}, got {show(value)}")
+        raise ValueError(f"unknown {name} {show(value)}; {name} must be one of {', '.join(options)}")
     return value
 
 

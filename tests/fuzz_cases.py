@@ -16,7 +16,6 @@ first two happen; `benchmarks/fuzz_inputs.py` runs them for minutes ("long") and
 from __future__ import annotations
 
 import math
-import os
 import signal
 import string
 import tempfile
@@ -29,7 +28,6 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from collab.checkpoint import CheckpointError
 
