@@ -6,7 +6,6 @@ and loaded with `assign=True`, so an 800M-parameter checkpoint is never held twi
 from __future__ import annotations
 
 import pickle
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -14,7 +13,8 @@ from typing import Iterable, Mapping
 import torch
 from safetensors.torch import load_file
 
-from collab.config import ModelConfig, load_config, shipped_configs
+from collab import validate
+from collab.config import ModelConfig, check_config, load_config, shipped_configs
 from collab.encoders import PretrainedTextEncoderConfig
 from collab.model import CollaborativeModel
 from collab.tokenizer import WordPieceTokenizer, find_vocab
@@ -38,9 +38,7 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
 
     Pickle-based files are opened with `weights_only=True` (no code execution) and memory-mapped.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    path = validate.file_path("checkpoint", path, "checkpoint file")
     if path.suffix == ".safetensors":
         try:
             return load_file(path)
@@ -52,8 +50,9 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
         raise CheckpointError(
             f"{path} contains Python objects that only load by executing pickled code "
             f"({str(e).splitlines()[0][:200]}). If you trust this file, pass {TRUST_FLAG}.") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({str(e).splitlines()[0][:200]})") from e
+    except Exception as e:  # truncated or damaged files fail in torch.load in many ways (IndexError, ...)
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {first})") from e
     sd = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
     if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path}: no state_dict of tensors found (top-level keys: "
@@ -249,8 +248,15 @@ def check_schedule(cfg: ModelConfig, sd: Mapping[str, torch.Tensor], source: str
 
 
 def _materialise(cfg: ModelConfig, weights: Mapping[str, torch.Tensor], source: str) -> CollaborativeModel:
-    with torch.device("meta"):
-        model = CollaborativeModel(cfg)
+    try:
+        with torch.device("meta"):
+            model = CollaborativeModel(cfg)
+    except Exception as e:  # a config whose numbers type-check but describe no network
+        raise CheckpointError(f"config {cfg.name} does not describe a buildable model ({type(e).__name__}: {e})") from e
+    bad = validate.first_non_finite(weights)  # reads every weight once (memory-mapped files: from disk)
+    if bad is not None:
+        raise CheckpointError(f"{source}: weight {bad!r} holds NaN or infinite values; the file is damaged or "
+                              "the training diverged, and it would only sample black images")
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     report = compare_keys(expected, {k: tuple(v.shape) for k, v in weights.items()})
     if not report.ok:
@@ -266,7 +272,9 @@ def load_official(paths: str | Path | Iterable[str | Path], config: str | Path |
     """Official checkpoints -> model. Give a `*_codiff_mask_text.ckpt` (everything), or uni-modal
     `*_text.ckpt` / `*_mask.ckpt` files (collaborators only: single-modality or composable sampling),
     optionally with a `*_vae.ckpt`. `config` defaults to the shipped config that fits the keys."""
-    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    if not isinstance(paths, (str, Path, list, tuple)):
+        raise TypeError(f"paths must be a checkpoint path or a list of them, got {validate.show(paths)}")
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [validate.file_path("checkpoint", p) for p in paths]
     if not paths:
         raise ValueError("give at least one checkpoint file")
     files = [(p, read_state_dict(p, trusted)) for p in paths]
@@ -299,7 +307,7 @@ def load_official(paths: str | Path | Iterable[str | Path], config: str | Path |
 
 def _pick_config(config: str | Path | ModelConfig | None, files: list, layouts: list[str]) -> ModelConfig:
     if isinstance(config, ModelConfig):
-        return config
+        return check_config(config)
     if config is not None:
         return load_config(config)
     for (path, sd), layout in zip(files, layouts):

@@ -1,22 +1,27 @@
 """Command line: `collab generate | text2image | mask2image | edit | check`.
 
 Every input is validated before the model is loaded, and outputs are written only after sampling
-succeeded (each file through a temporary name), so a failure leaves no half-written folder.
+succeeded (all files under temporary names first, then renamed), so a failure leaves no half-written
+folder. Exit codes: 0 done, 2 something the user gave is wrong (an argument, a value, a file),
+1 the work failed (a checkpoint that does not load, sampling, writing), 130 interrupted. Errors are
+one line on stderr, never a traceback (COLLAB_DEBUG=1 shows it).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
+from collab import validate
 from collab.combination import MODES, RULES
 from collab.samplers import SAMPLERS
 
@@ -93,12 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class UsageError(ValueError):
+    """Something on the command line is wrong (exit status 2)."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device must be cpu, cuda, cuda:N or auto, got {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be cpu, cuda, cuda:N or auto, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but no CUDA device is available (use --device cpu)")
+        raise UsageError("--device cuda asked for, but no CUDA device is available (use --device cpu)")
     return device
 
 
@@ -109,16 +123,12 @@ def _conditions(args: argparse.Namespace) -> dict[str, Any]:
     conds: dict[str, Any] = {}
     text = getattr(args, "text", None)
     if text is not None:
-        if not text.strip():
-            raise SystemExit("error: --text is empty")
+        if not validate.text("--text", text).strip():
+            raise UsageError("--text is empty")
         conds["text"] = text
     mask = getattr(args, "mask", None)
     if mask is not None:
-        if not mask.exists():
-            raise SystemExit(f"error: mask file not found: {mask}")
         conds["mask"] = load_mask(mask)
-    if not conds:
-        raise SystemExit("error: give --text and/or --mask")
     return conds
 
 
@@ -130,9 +140,9 @@ def _handles(args: argparse.Namespace, conds: dict[str, Any]) -> tuple[dict[str,
     def split(flag: str, item: str) -> tuple[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:
-            raise SystemExit(f"error: {flag} takes NAME=VALUE, got {item!r}")
+            raise UsageError(f"{flag} takes NAME=VALUE, got {item!r}")
         if name not in conds:
-            raise SystemExit(f"error: {flag} {item}: {name!r} is not a condition of this run "
+            raise UsageError(f"{flag} {item}: {name!r} is not a condition of this run "
                              f"(given: {', '.join(conds)})")
         return name, value
 
@@ -140,36 +150,81 @@ def _handles(args: argparse.Namespace, conds: dict[str, Any]) -> tuple[dict[str,
     for item in getattr(args, "strength", None) or []:
         name, value = split("--strength", item)
         if value.endswith(".npy"):
-            if not Path(value).exists():
-                raise SystemExit(f"error: strength map not found: {value}")
-            strength[name] = np.load(value, allow_pickle=False)
+            from collab.masks import MAX_MASK_PIXELS, _check_npy_header
+
+            path = validate.file_path("--strength", value, "strength map")
+            _check_npy_header(path, MAX_MASK_PIXELS)  # refuse a huge claimed shape before allocating it
+            strength[name] = np.load(path, allow_pickle=False)
         else:
             try:
                 strength[name] = float(value)
             except ValueError:
-                raise SystemExit(f"error: --strength {item}: {value!r} is not a number or a .npy map") from None
+                raise UsageError(f"--strength {item}: {value!r} is not a number or a .npy map") from None
         try:
             strength_value(name, strength[name])
         except ValueError as e:
-            raise SystemExit(f"error: --strength: {e}") from None
+            raise UsageError(f"--strength: {e}") from None
     window: dict[str, tuple[float, float]] = {}
     for item in getattr(args, "window", None) or []:
         name, value = split("--window", item)
         try:
             start, end = (float(v) for v in value.split(":"))
         except ValueError:
-            raise SystemExit(f"error: --window {item}: give START:END as run fractions, e.g. {name}=0:0.6") from None
+            raise UsageError(f"--window {item}: give START:END as run fractions, e.g. {name}=0:0.6") from None
         try:
             window[name] = window_value(name, (start, end))
         except ValueError as e:
-            raise SystemExit(f"error: --window: {e}") from None
+            raise UsageError(f"--window: {e}") from None
     return strength, window
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    tmp.replace(path)
+def _check_common(args: argparse.Namespace) -> None:
+    """Numbers, files and the output folder, before anything is loaded."""
+    validate.integer("--steps", args.steps, 1, 1000)
+    validate.real("--eta", args.eta, 0.0, 1.0)
+    validate.seed_value("--seed", args.seed)
+    validate.integer("--batch-size", args.batch_size, 1, validate.MAX_BATCH_SIZE)
+    for path in args.ckpt or ():
+        validate.file_path("--ckpt", path, "checkpoint file")
+    existing = next((p for p in (args.out, *args.out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UsageError(f"--out {args.out}: {existing} is an existing file; give a folder (created if missing)")
+
+
+def _check_targets(out: Path, names: list[str]) -> None:
+    """Existing files of these names are replaced; anything else of that name is an error."""
+    for name in names:
+        if (out / name).exists() and not (out / name).is_file():
+            raise UsageError(f"cannot write {out / name}: something that is not a file has that name")
+
+
+Writer = Callable[[Path], None]
+
+
+def _png(array: np.ndarray) -> Writer:
+    return lambda path: Image.fromarray(array).save(path, format="PNG")
+
+
+def write_all(out: Path, files: dict[str, Writer]) -> None:
+    """Write every file under a temporary name, then rename them all; on any failure remove what
+    was written (and the folders this call created), so nothing half-done stays behind."""
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    temps = {name: out / f".{name}.{os.getpid()}.tmp" for name in files}
+    done: list[Path] = []
+    try:
+        for name, write in files.items():
+            write(temps[name])
+        for name, tmp in temps.items():
+            tmp.replace(out / name)
+            done.append(out / name)
+    except BaseException:
+        for path in (*temps.values(), *done):
+            path.unlink(missing_ok=True)
+        for folder in created:  # innermost first
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -178,15 +233,19 @@ def run_generate(args: argparse.Namespace) -> int:
     from collab.visualize import StepRecorder, grid, influence_grid
 
     conds = _conditions(args)
+    if not conds:
+        raise UsageError("give --text and/or --mask")
+    _check_common(args)
     strength, window = _handles(args, conds)
-    if args.steps < 1 or args.batch_size < 1:
-        raise SystemExit("error: --steps and --batch-size must be >= 1")
+    stems = [f"{args.seed:06d}_{i:02d}" for i in range(args.batch_size)]
+    _check_targets(args.out, [f"{s}{x}.png" for s in stems for x in ("", "_influence", "_x_t", "_pred_x0")]
+                   + [f"{args.seed:06d}_settings.json"])
     device = resolve_device(args.device)
     model = load_model(args.model, ckpt=args.ckpt, config=args.config, vocab=args.vocab, trusted=args.trust_checkpoint,
                        device=device, dtype=DTYPES[args.dtype])
     missing = [n for n in conds if n not in model.names]
     if missing:
-        raise SystemExit(f"error: this model has no {', '.join(missing)} modality (it has {', '.join(model.names)})")
+        raise UsageError(f"this model has no {', '.join(missing)} modality (it has {', '.join(model.names)})")
     recorders = [StepRecorder(sample=i, keep_latents=args.save_intermediates)
                  for i in range(args.batch_size)] if (args.save_influence or args.save_intermediates) else []
     bar = None
@@ -209,52 +268,45 @@ def run_generate(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
 
-    # Write only now that everything succeeded.
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, image in enumerate(result.images):
-        stem = f"{args.seed:06d}_{i:02d}"
-        _save_png(image, args.out / f"{stem}.png")
-        written.append(args.out / f"{stem}.png")
-        if recorders and args.save_influence and recorders[i].influence:
-            _save_png(influence_grid(recorders[i]), args.out / f"{stem}_influence.png")
-        if recorders and args.save_intermediates:
+    # Render everything, then write it all at once.
+    files: dict[str, Writer] = {}
+    for stem, image, rec in zip(stems, result.images, recorders or [None] * len(stems)):
+        files[f"{stem}.png"] = _png(image)
+        if rec is not None and args.save_influence and rec.influence:
+            files[f"{stem}_influence.png"] = _png(influence_grid(rec))
+        if rec is not None and args.save_intermediates:
             for key in ("x_t", "pred_x0"):
-                lat = torch.stack(getattr(recorders[i], key)).to(model.device)
+                lat = torch.stack(getattr(rec, key)).to(model.device)
                 decoded = np.concatenate([_decode(model, lat[j:j + 8]) for j in range(0, len(lat), 8)])
-                _save_png(grid(list(decoded), ncols=10), args.out / f"{stem}_{key}.png")
+                files[f"{stem}_{key}.png"] = _png(grid(list(decoded), ncols=10))
     settings = asdict(result.settings) | {"model": model.config.name, "conditions": {
         k: (v if isinstance(v, str) else str(getattr(args, k))) for k, v in conds.items()}}
-    tmp = args.out / "settings.json.tmp"
-    tmp.write_text(json.dumps(settings, indent=1))
-    tmp.replace(args.out / f"{args.seed:06d}_settings.json")
-    print(f"{result.settings.describe()}\nwrote {len(written)} image(s) to {args.out}")
+    text = json.dumps(settings, indent=1)
+    files[f"{args.seed:06d}_settings.json"] = lambda path: path.write_text(text)
+    write_all(args.out, files)
+    print(f"{result.settings.describe()}\nwrote {len(stems)} image(s) to {args.out}")
     return 0
 
 
 def run_edit(args: argparse.Namespace) -> int:
     from collab.editing import EditSession, EditSettings, edit, prepare_image
-    from collab.masks import load_mask
     from collab.registry import load_model
     from collab.visualize import StepRecorder, grid, influence_grid
 
     # 1. validate everything before loading the model
-    if not args.image.exists():
-        raise SystemExit(f"error: image not found: {args.image}")
-    targets: dict[str, Any] = {}
-    if args.text is not None:
-        if not args.text.strip():
-            raise SystemExit("error: --text is empty")
-        targets["text"] = args.text
-    if args.mask is not None:
-        if not args.mask.exists():
-            raise SystemExit(f"error: mask file not found: {args.mask}")
-        targets["mask"] = load_mask(args.mask)
-    if not targets and args.session is None:
-        raise SystemExit("error: give a target: --text and/or --mask (or --session to reuse an edit)")
+    validate.file_path("--image", args.image, "image file")
+    targets = _conditions(args)
+    if args.session is not None:
+        validate.file_path("--session", args.session, "edit session file")
+    elif not targets:
+        raise UsageError("give a target: --text and/or --mask (or --session to reuse an edit)")
     for a in (args.alpha, *args.alphas):
-        if not 0.0 <= a <= 3.0:
-            raise SystemExit(f"error: alpha must be in [0, 3], got {a}")
+        validate.real("--alpha / --alphas", a, 0.0, 3.0)
+    _check_common(args)
+    stem = args.image.stem
+    names = {"edit": f"{stem}_edit_alpha{args.alpha:g}.png", "strip": f"{stem}_alpha_strip.png",
+             "influence": f"{stem}_influence.png", "session": f"{stem}_edit_session.safetensors"}
+    _check_targets(args.out, list(names.values()))
     device = resolve_device(args.device)
     model = load_model(args.model, ckpt=args.ckpt, config=args.config, vocab=args.vocab, trusted=args.trust_checkpoint,
                        device=device, dtype=DTYPES[args.dtype])
@@ -293,14 +345,13 @@ def run_edit(args: argparse.Namespace) -> int:
     strip = [session.sample(model, a, **common).images[0] for a in args.alphas]
 
     # 4. write everything at the end
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.image.stem
-    _save_png(main_result.images[0], args.out / f"{stem}_edit_alpha{args.alpha:g}.png")
-    _save_png(grid([session.image, *strip], ncols=len(strip) + 1), args.out / f"{stem}_alpha_strip.png")
+    files = {names["edit"]: _png(main_result.images[0]),
+             names["strip"]: _png(grid([session.image, *strip], ncols=len(strip) + 1))}
     if rec.influence:
-        _save_png(influence_grid(rec), args.out / f"{stem}_influence.png")
+        files[names["influence"]] = _png(influence_grid(rec))
     if args.session is None:
-        session.save(args.out / f"{stem}_edit_session.safetensors")
+        files[names["session"]] = session.save
+    write_all(args.out, files)
     print(f"edited {', '.join(session.edits)}; wrote results to {args.out} (strip alphas: {args.alphas})")
     return 0
 
@@ -312,7 +363,7 @@ def _decode(model, latents: torch.Tensor) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse itself exits with 2 on a malformed command line
     if args.command == "check":
         from collab.reference_check import main as check_main
 
@@ -325,10 +376,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cancelled: nothing was written", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        # User-facing errors (bad masks, checkpoints that do not fit, ...) without a traceback.
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:
+        if os.environ.get("COLLAB_DEBUG"):
+            raise
+        return report_error(e)
+
+
+def report_error(e: Exception) -> int:
+    """One line on stderr and the exit status: 2 for what the user gave (values, files, masks,
+    conditions: the package raises ValueError, TypeError or FileNotFoundError for those), 1 for a
+    failure of the work itself (a checkpoint that does not load, sampling, memory, writing)."""
+    usage = isinstance(e, (ValueError, TypeError, FileNotFoundError))
+    known = usage or isinstance(e, (RuntimeError, OSError, MemoryError))
+    message = str(e).strip() or type(e).__name__
+    print(f"error: {message if known else f'unexpected {type(e).__name__}: {message}'}", file=sys.stderr)
+    return 2 if usage else 1
 
 
 if __name__ == "__main__":

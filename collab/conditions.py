@@ -5,6 +5,7 @@ kind of input needs no code, and a new kind is one class here.
 """
 from __future__ import annotations
 
+import numbers
 import re
 import warnings
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 
+from collab import validate
 from collab.encoders import PretrainedTextEncoderConfig
-from collab.masks import labels_to_onehot, load_mask
+from collab.masks import MASK_GRID, labels_to_onehot, load_mask
 from collab.tokenizer import WordPieceTokenizer
 
 
@@ -44,13 +46,19 @@ class TextInput:
     def prepare(self, raws: Sequence[Any]) -> torch.Tensor:
         texts = []
         for raw in raws:
-            if not isinstance(raw, str):
-                raise ConditionError(f"a text condition must be a string, got {type(raw).__name__}")
+            try:
+                raw = validate.text("the text condition", raw)
+            except (TypeError, ValueError) as e:
+                raise ConditionError(str(e)) from None
             if not raw.strip() and not self.allow_empty:
                 raise ConditionError("the text condition is empty; write a description such as "
                                      "'This man has beard of medium length. He is in his thirties.'")
             texts.append(raw.lower() if self.lower_case else raw)
         tokens = self.tokenizer.encode(texts, max_length=self.max_length)
+        for text, length in zip(texts, tokens.lengths.tolist()):
+            if length <= 2 and not self.allow_empty:  # [CLS] [SEP]: control, zero-width, format characters only
+                raise ConditionError(f"the text condition {validate.show(text)} has no readable word (only "
+                                     "spaces, control or invisible characters)")
         for text, cut in zip(texts, tokens.truncated):
             if cut:
                 warnings.warn(f"text longer than {self.max_length} tokens was truncated: {text[:60]!r}...",
@@ -67,11 +75,29 @@ class MaskInput:
     def prepare(self, raws: Sequence[Any]) -> torch.Tensor:
         out = []
         for raw in raws:
-            if isinstance(raw, torch.Tensor) and raw.ndim == 2 and raw.shape[0] == 19:
-                out.append(raw.float())  # already one-hot [19, 1024]
+            if isinstance(raw, (torch.Tensor, np.ndarray)) and tuple(raw.shape) == ONEHOT_SHAPE:
+                out.append(check_class_probabilities(raw))  # already encoded [19, 1024]
                 continue
             out.append(labels_to_onehot(load_mask(raw)))
         return torch.stack(out)
+
+
+ONEHOT_SHAPE = (19, MASK_GRID * MASK_GRID)
+
+
+def check_class_probabilities(raw: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """An encoded mask [19, 1024]: per pixel one-hot or class probabilities (>= 0, summing to 1)."""
+    try:
+        validate.numeric_array("an encoded mask [19, 1024]", raw)
+    except (TypeError, ValueError) as e:
+        raise ConditionError(str(e)) from None
+    x = torch.as_tensor(raw).detach().cpu().float()
+    sums = x.sum(0)
+    if bool((x < 0).any()) or not torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
+        raise ConditionError("an encoded mask [19, 1024] must hold, per pixel (column), a one-hot vector or class "
+                             f"probabilities summing to 1; found values in [{float(x.min()):g}, {float(x.max()):g}] "
+                             f"and column sums in [{float(sums.min()):g}, {float(sums.max()):g}]")
+    return x
 
 
 @dataclass
@@ -104,15 +130,24 @@ class AttributeInput:
             return vec
         if isinstance(raw, dict):
             for name, value in raw.items():
-                vec[self._index(str(name))] = float(bool(value))
+                if not isinstance(name, str):
+                    raise ConditionError(f"attribute names are strings, got {validate.show(name)}")
+                try:
+                    vec[self._index(name)] = float(validate.flag(f"attribute {name!r}", value))
+                except ValueError as e:
+                    raise ConditionError(str(e)) from None
             return vec
-        if isinstance(raw, (int, float, bool)):
+        if raw is None:
+            raise ConditionError("an attribute condition is a string of names, a dict or a 0/1 vector, got None")
+        if isinstance(raw, (numbers.Number, np.generic)):
             raise ConditionError("an attribute condition is a whole vector, a string of names or a dict, "
-                                 "not a single number (a list of numbers is read as a batch)")
+                                 f"not a single number {validate.show(raw)} (a list of numbers is read as a batch)")
         try:
-            vec = torch.as_tensor(np.asarray(raw, dtype=np.float32)).flatten()
-        except (TypeError, ValueError) as e:
-            raise ConditionError(f"cannot read an attribute condition from {type(raw).__name__}") from e
+            array = raw.detach().cpu() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+            validate.numeric_array("an attribute vector", array)
+            vec = torch.as_tensor(array).flatten().float()
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ConditionError(f"cannot read an attribute condition from {validate.show(raw)}: {e}") from None
         if vec.numel() != k:
             raise ConditionError(f"an attribute vector needs {k} entries ({', '.join(self.names)}), got {vec.numel()}")
         if not torch.all((vec == 0) | (vec == 1)):

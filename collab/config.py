@@ -8,12 +8,15 @@ Two YAML dialects are read:
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from collab import validate
 from collab.encoders import (ENCODER_KINDS, EncoderPart, JointEncoderConfig, MaskEncoderConfig, TextEncoderConfig,
                              encoder_config_class)
 from collab.unet import UNetConfig
@@ -75,12 +78,86 @@ class ModelConfig:
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
-    """Dataclass from a dict, lists -> tuples, unknown keys reported by name."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    """Dataclass from a dict, lists -> tuples, unknown and missing keys reported by name."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a mapping of fields, got {type(data).__name__}")
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
+    unknown = sorted(map(str, set(data) - names))
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown fields {unknown}; known: {sorted(names)}")
+    missing = [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{cls.__name__}: missing fields {missing}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+# ---------------------------------------------------------------- field types and bounds
+
+
+def check_config(cfg: ModelConfig) -> ModelConfig:
+    """Every field of the config tree of its declared type (ints also from integral floats, reals
+    finite), plus the bounds of the top-level numbers. Errors name the field's path."""
+    cfg = _typed(cfg, "config")
+    validate.real("config.scale_factor", cfg.scale_factor, 1e-8, 1e8)
+    validate.integer("config.latent_size", cfg.latent_size, 1, 4096)
+    validate.integer("config.latent_channels", cfg.latent_channels, 1, 1024)
+    validate.integer("config.timesteps", cfg.timesteps, 1, 100_000)
+    validate.real("config.linear_start", cfg.linear_start, 1e-8, 1.0)
+    validate.real("config.linear_end", cfg.linear_end, cfg.linear_start, 1.0 - 1e-8)
+    validate.choice("config.default_rule", cfg.default_rule, ("paper", "official"))
+    names = cfg.names
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"config.modalities must be one or more modalities with distinct names, got {list(names)}")
+    return cfg
+
+
+def _typed(value: Any, where: str, hint: Any = Any) -> Any:
+    """`value` checked against the type hint (recursing into dataclasses), in canonical form."""
+    if hint is Any:
+        return _typed_dataclass(value, where) if dataclasses.is_dataclass(value) else value
+    arms = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+    if arms:
+        errors = []
+        for arm in arms:
+            try:
+                return _typed(value, where, arm)
+            except (TypeError, ValueError) as e:
+                errors.append(str(e))
+        raise ValueError(f"{where} has the wrong type: " + "; or ".join(errors))
+    if hint is type(None):
+        if value is not None:
+            raise ValueError(f"{where} must be null, got {validate.show(value)}")
+        return None
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} must be true or false, got {validate.show(value)}")
+        return value
+    if hint is int:
+        return validate.integer(where, value)
+    if hint is float:
+        return validate.real(where, value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{where} must be a string, got {validate.show(value)}")
+        return value
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, tuple):
+            raise TypeError(f"{where} must be a list, got {validate.show(value)}")
+        item = typing.get_args(hint)[0]
+        return tuple(_typed(v, f"{where}[{i}]", item) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint):
+            raise TypeError(f"{where} must be a {hint.__name__} section, got {validate.show(value)}")
+        return _typed_dataclass(value, where)
+    return value
+
+
+def _typed_dataclass(obj: Any, where: str) -> Any:
+    hints = typing.get_type_hints(type(obj))
+    return dataclasses.replace(obj, **{f.name: _typed(getattr(obj, f.name), f"{where}.{f.name}", hints[f.name])
+                                       for f in dataclasses.fields(obj) if f.init})
 
 
 def _encoder_config(kind: str, data: dict[str, Any]) -> Any:
@@ -108,13 +185,23 @@ def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    if not isinstance(data, dict):
+        raise ValueError(f"a collab config is a mapping of fields, got {type(data).__name__}")
     data = dict(data)
     fmt = data.pop("format", None)
     if fmt != FORMAT:
         raise ValueError(f"not a collab config (format {fmt!r}, expected {FORMAT!r})")
+    for key in ("modalities", "vae"):
+        if key not in data:
+            raise ValueError(f"config: missing field {key!r}")
+    if not isinstance(data["modalities"], list) or not all(isinstance(m, dict) for m in data["modalities"]):
+        raise ValueError("config.modalities must be a list of modality sections")
     modalities = []
     for m in data.pop("modalities"):
         m = dict(m)
+        for key in ("kind", "collaborator", "encoder"):
+            if key not in m:
+                raise ValueError(f"config: modality {m.get('name', '?')!r} has no field {key!r}")
         kind = m["kind"]
         m["collaborator"] = _build(UNetConfig, m["collaborator"])
         m["encoder"] = _encoder_config(kind, m["encoder"])
@@ -122,7 +209,7 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
         modalities.append(_build(ModalityConfig, m))
     data["vae"] = _build(VAEConfig, data["vae"])
     data["modalities"] = modalities
-    return _build(ModelConfig, data)
+    return check_config(_build(ModelConfig, data))
 
 
 def save_config(cfg: ModelConfig, path: str | Path) -> None:
@@ -131,16 +218,41 @@ def save_config(cfg: ModelConfig, path: str | Path) -> None:
 
 def load_config(path_or_name: str | Path) -> ModelConfig:
     """A collab/v1 YAML file, or the name of a shipped config ("official_256", "official_512", ...)."""
+    if not isinstance(path_or_name, (str, Path)):
+        raise TypeError(f"config must be a path or a shipped config name, got {validate.show(path_or_name)}")
     path = Path(path_or_name)
-    if not path.suffix and not path.exists():
+    if not path.suffix and not _exists(path):
         path = CONFIG_DIR / f"{path_or_name}.yaml"
-    if not path.exists():
+    if not _exists(path):
         shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
         raise FileNotFoundError(f"no config at {path_or_name}; shipped configs: {shipped}")
-    data = yaml.safe_load(path.read_text())
+    data = read_yaml(path)
     if isinstance(data, dict) and "model" in data and "format" not in data:
         return load_official_config(path)
-    return config_from_dict(data)
+    try:
+        return config_from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long, a NUL byte: no such config either
+        return False
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's data; a syntax error becomes a ValueError with the line it is on."""
+    path = validate.file_path("config", path, "config file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ValueError(f"{path}: not valid YAML{line} ({getattr(e, 'problem', None) or e})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text file ({e})") from None
 
 
 def shipped_configs() -> list[str]:
@@ -232,12 +344,26 @@ def _resolve(ref: str, base: Path) -> Path:
 def load_official_config(path: str | Path) -> ModelConfig:
     """An official `configs/*.yaml` (compose or uni-modal) -> ModelConfig."""
     path = Path(path)
-    model = yaml.safe_load(path.read_text())["model"]
+    try:
+        return check_config(_official_config(path))
+    except KeyError as e:
+        raise ValueError(f"{path}: missing field {e} in an official config") from None
+    except (TypeError, AttributeError) as e:  # a section that is not a mapping, a number that is a string...
+        raise ValueError(f"{path}: malformed official config ({e})") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def _official_config(path: Path) -> ModelConfig:
+    model = read_yaml(path)["model"]
     params = model.get("params") or {}
-    common = dict(scale_factor=float(params.get("scale_factor", 1.0)), latent_size=int(params["image_size"]),
-                  latent_channels=int(params.get("channels", 3)), timesteps=int(params.get("timesteps", 1000)),
-                  linear_start=float(params.get("linear_start", 0.0015)),
-                  linear_end=float(params.get("linear_end", 0.0195)))
+    real, integer = validate.real, validate.integer
+    common = dict(scale_factor=real("model.params.scale_factor", params.get("scale_factor", 1.0)),
+                  latent_size=integer("model.params.image_size", params["image_size"]),
+                  latent_channels=integer("model.params.channels", params.get("channels", 3)),
+                  timesteps=integer("model.params.timesteps", params.get("timesteps", 1000)),
+                  linear_start=real("model.params.linear_start", params.get("linear_start", 0.0015)),
+                  linear_end=real("model.params.linear_end", params.get("linear_end", 0.0195)))
     if model.get("target") == _LDM:
         ldm = _ldm_from_official(params)
         mod = ModalityConfig(ldm.name, ldm.kind, ldm.unet, ldm.encoder, None, ldm.kind == "mask", ldm.official_name)
@@ -254,7 +380,7 @@ def load_official_config(path: str | Path) -> ModelConfig:
     for key in ("seg_mask_ldm_config_path", "text_ldm_config_path", "sketch_ldm_config_path"):
         if not params.get(key):
             continue
-        sub = yaml.safe_load(_resolve(params[key], path.parent).read_text())["model"]
+        sub = read_yaml(_resolve(params[key], path.parent))["model"]
         ldm = _ldm_from_official(_expect(sub, _LDM, key))
         vae = vae or ldm.vae
         modalities.append(ModalityConfig(ldm.name, ldm.kind, ldm.unet, ldm.encoder, diffuser,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -29,10 +29,12 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from collab import validate
 from collab.model import CollaborativeModel
 from collab.pipeline import CollabStep, GenerationResult, generate
 
 TRAINABLE = ("all", "attention")
+MAX_ITERATIONS = 100_000  # per stage; the official settings use 500 and 1000
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,15 @@ class EditSettings:
         return cls(embed_steps=100, embed_lr=1e-2, finetune_steps=150, finetune_lr=1e-4, trainable="attention")
 
     def validate(self) -> EditSettings:
-        if self.trainable not in TRAINABLE:
-            raise ValueError(f"trainable must be one of {', '.join(TRAINABLE)}, got {self.trainable!r}")
-        if self.embed_steps < 0 or self.finetune_steps < 0:
-            raise ValueError("iteration counts must be >= 0")
-        if not (self.embed_lr > 0 and self.finetune_lr > 0):
-            raise ValueError("learning rates must be > 0")
-        return self
+        """The settings with canonical values (numpy scalars -> Python), or an error naming the field."""
+        validate.choice("trainable", self.trainable, TRAINABLE)
+        lrs = {k: validate.real(k, getattr(self, k), 0.0, 1.0) for k in ("embed_lr", "finetune_lr")}
+        for k, v in lrs.items():
+            if v <= 0:
+                raise ValueError(f"{k} must be > 0, got {v}")
+        return replace(self, **lrs, embed_steps=validate.integer("embed_steps", self.embed_steps, 0, MAX_ITERATIONS),
+                       finetune_steps=validate.integer("finetune_steps", self.finetune_steps, 0, MAX_ITERATIONS),
+                       seed=validate.seed_value("seed", self.seed))
 
 
 class EditCancelled(RuntimeError):
@@ -95,10 +99,11 @@ class EditSession:
                callback: Callable[[CollabStep], None] | None = None) -> GenerationResult:
         if model.config.name != self.model_name:
             raise ValueError(f"this edit was made with model {self.model_name}, not {model.config.name}")
-        alphas = {n: float(alpha[n] if isinstance(alpha, Mapping) else alpha) for n in self.edits}
-        for n, a in alphas.items():
-            if not 0.0 <= a <= 3.0:
-                raise ValueError(f"alpha for {n} must be in [0, 3] (official sweeps use 0..2.5), got {a}")
+        if isinstance(alpha, Mapping) and set(alpha) != set(self.edits):
+            raise ValueError(f"alpha must give a value for each edited modality ({', '.join(self.edits)}), "
+                             f"got {sorted(map(str, alpha))}")
+        alphas = {n: validate.real(f"alpha for {n} (official sweeps use 0..2.5)",
+                                   alpha[n] if isinstance(alpha, Mapping) else alpha, 0.0, 3.0) for n in self.edits}
         contexts = {**self.kept, **{n: e.context(alphas[n]) for n, e in self.edits.items()}}
         nets = {n: model.with_tensors(n, e.params) for n, e in self.edits.items()}
         result = generate(model, {}, contexts=contexts, collaborators=nets, steps=steps, eta=eta,
@@ -131,19 +136,26 @@ class EditSession:
     def load(cls, path: str | Path) -> EditSession:
         from safetensors import safe_open
 
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("format") != "collab-edit/v1":
-            raise ValueError(f"{path} is not a saved collab edit session")
-        t = load_file(path)
-        edits = {}
-        for n in json.loads(meta["modalities"]):
-            pre = f"edit.{n}.params."
-            edits[n] = ModalityEdit(n, t[f"edit.{n}.target"], t[f"edit.{n}.optimized"],
-                                    {k[len(pre):]: v for k, v in t.items() if k.startswith(pre)})
-        kept = {k[5:]: v for k, v in t.items() if k.startswith("kept.")}
-        return cls(meta["model"], t["input.image"].numpy(), t["input.latent"], edits,
-                   EditSettings(**json.loads(meta["settings"])), kept)
+        path = validate.file_path("session", path, "edit session file")
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("format") != "collab-edit/v1":
+                raise ValueError("no collab-edit/v1 format mark")
+            t = load_file(path)
+            bad = validate.first_non_finite(t)
+            if bad is not None:
+                raise ValueError(f"tensor {bad!r} holds NaN or infinite values")
+            edits = {}
+            for n in json.loads(meta["modalities"]):
+                pre = f"edit.{n}.params."
+                edits[n] = ModalityEdit(n, t[f"edit.{n}.target"], t[f"edit.{n}.optimized"],
+                                        {k[len(pre):]: v for k, v in t.items() if k.startswith(pre)})
+            kept = {k[5:]: v for k, v in t.items() if k.startswith("kept.")}
+            settings = EditSettings(**json.loads(meta["settings"])).validate()
+            return cls(meta["model"], t["input.image"].numpy(), t["input.latent"], edits, settings, kept)
+        except Exception as e:  # safetensors, json and missing keys all mean the same: not a usable session
+            raise ValueError(f"{path} is not a usable saved collab edit session ({type(e).__name__}: {e})") from None
 
 
 # ---------------------------------------------------------------- input image
@@ -158,9 +170,17 @@ def prepare_image(source: Any, size: int, max_pixels: int = MAX_IMAGE_PIXELS) ->
     Returns the image and a note for the user when it had to be cropped or resized. Images above
     `max_pixels` are refused before they are decoded.
     """
+    size = validate.integer("size", size, 1, 4096)
+    if isinstance(source, np.ndarray):
+        validate.numeric_array("image", source)
+        if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (3, 4)):
+            raise ValueError(f"an image array must be uint8 [H, W, 3] (or [H, W] grey, [H, W, 4] RGBA), "
+                             f"got {validate.show(source)}")
+    elif not isinstance(source, Image.Image):
+        source = validate.file_path("image", source, "image file")
     try:
         img = source if isinstance(source, Image.Image) else (
-            Image.fromarray(np.asarray(source)) if isinstance(source, np.ndarray) else Image.open(source))
+            Image.fromarray(source) if isinstance(source, np.ndarray) else Image.open(source))
         if img.size[0] * img.size[1] > max_pixels:
             raise ValueError(f"the image is {img.size[0]}x{img.size[1]} pixels, more than the {max_pixels:,} "
                              "accepted; downscale it first")
@@ -211,6 +231,11 @@ def edit(model: CollaborativeModel, image: Any, targets: Mapping[str, Any], *,
     iterations and raises EditCancelled when it returns True (nothing is kept).
     """
     settings = (settings or EditSettings.official()).validate()
+    validate.mapping("targets", targets, "{modality name: target condition}")
+    if keep is not None:
+        validate.mapping("keep", keep, "{modality name: condition}")
+    validate.callable_or_none("progress", progress)
+    validate.callable_or_none("cancel", cancel)
     if not targets:
         raise ValueError(f"give at least one target condition among {', '.join(model.names)}")
     unknown = [n for n in (*targets, *(keep or {})) if n not in model.names]

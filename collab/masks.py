@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from collab import validate
 from collab.classes import CLASS_NAMES, NUM_CLASSES, PALETTE
 
 MASK_GRID = 32  # the official mask encoder sees a 32x32 label grid (1024 tokens per class)
@@ -75,9 +76,17 @@ def _format_values(values: np.ndarray, limit: int = 10) -> str:
     return shown + (f" (and {len(values) - limit} more)" if len(values) > limit else "")
 
 
+def _numeric(array: np.ndarray, what: str) -> np.ndarray:
+    """Refuse complex, object, string and structured arrays before any arithmetic on them."""
+    try:
+        return validate.numeric_array(what, array, finite=False)
+    except TypeError as e:
+        raise MaskError(str(e)) from None
+
+
 def check_label_values(labels: np.ndarray) -> np.ndarray:
     """[H, W] integer labels -> uint8, or MaskError naming the values outside 0..18."""
-    labels = np.asarray(labels)
+    labels = _numeric(np.asarray(labels), "a label map")
     if labels.ndim != 2:
         raise MaskError(f"a label map must be 2-D [H, W], got shape {labels.shape}")
     if labels.size == 0:
@@ -128,7 +137,7 @@ def _unique_colours(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def _check_rgb(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """[H, W, 3|4] 0..255 -> (uint8 RGB, alpha or None)."""
-    rgb = np.asarray(rgb)
+    rgb = _numeric(np.asarray(rgb), "a colour mask")
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
         raise MaskError(f"a colour mask must be [H, W, 3] (or RGBA [H, W, 4]), got shape {rgb.shape}")
     if rgb.size == 0:
@@ -237,6 +246,7 @@ def _labels_from_image(image: Image.Image, lossy: bool = False) -> np.ndarray:
 
 
 def _labels_from_array(array: np.ndarray) -> np.ndarray:
+    _numeric(array, "a mask array")
     if array.size == 0:
         raise MaskError(f"the mask array is empty (shape {array.shape})")
     if array.ndim == 3 and array.shape[2] == 1:
@@ -256,17 +266,30 @@ def _check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
                         "so downscale it (nearest) first")
 
 
+def _check_npy_header(path: Path, max_pixels: int) -> None:
+    """Read a .npy header only: refuse a dtype or shape we cannot use before anything is allocated."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise MaskError(f"unsupported .npy format version {version}; save with numpy.save")
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    if dtype.kind not in "biuf":
+        raise MaskError(f"a mask array must hold numbers (bool, integer or real), got dtype {dtype}")
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3, 4)):
+        raise MaskError(f"a mask array must be [H, W] labels or [H, W, 3] RGB colours, got shape {shape}")
+    _check_pixels(shape[1], shape[0], max_pixels, "the mask array")
+
+
 def _labels_from_file(path: Path, max_pixels: int) -> np.ndarray:
-    if not path.exists():
-        raise FileNotFoundError(f"mask file not found: {path}")
-    if path.is_dir():
-        raise MaskError(f"{path} is a directory, not a mask image")
+    try:
+        path = validate.file_path("mask", path, "mask file")
+    except (TypeError, ValueError) as e:  # a FIFO, a device, a name too long, ...
+        raise MaskError(str(e)) from None
     try:
         if path.suffix.lower() == ".npy":
-            array = np.load(path, allow_pickle=False)
-            if array.ndim >= 2:
-                _check_pixels(array.shape[1], array.shape[0], max_pixels, "the mask array")
-            return _labels_from_array(array)
+            _check_npy_header(path, max_pixels)
+            return _labels_from_array(np.load(path, allow_pickle=False))
         with warnings.catch_warnings():  # our own limit decides, before PIL's bomb heuristics
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
@@ -290,15 +313,16 @@ def load_mask(source: MaskSource, size: int | None = None, *, max_pixels: int = 
     Sources: a file path (palette PNG as the official masks, grayscale label PNG, colour PNG/JPEG in
     the official palette, .npy), a PIL image, or an array ([H, W] labels or [H, W, 3] colours).
     """
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ValueError(f"size must be a positive int or None (keep the mask's own size), got {size!r}")
+    size = None if size is None else validate.integer("size", size, 1, 4096)
     if isinstance(source, (str, os.PathLike)):
         labels = _labels_from_file(Path(source), max_pixels)
     elif isinstance(source, Image.Image):
         _check_pixels(source.width, source.height, max_pixels, "the mask image")
         labels = _labels_from_image(source, lossy=source.format in _LOSSY_FORMATS)
     elif isinstance(source, (np.ndarray, torch.Tensor)):
-        array = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else source
+        array = _numeric(source, "a mask array")
+        if isinstance(array, torch.Tensor):  # numpy has no bfloat16
+            array = (array.float() if array.dtype == torch.bfloat16 else array).detach().cpu().numpy()
         if array.ndim >= 2:
             _check_pixels(array.shape[1], array.shape[0], max_pixels, "the mask array")
         labels = _labels_from_array(array)
@@ -361,26 +385,49 @@ def painted_labels(rgba: np.ndarray) -> np.ndarray:
 def flood_fill(labels: np.ndarray, y: int, x: int, value: int) -> np.ndarray:
     """The 4-connected region of the label at (y, x) set to `value` (a copy; the paint-bucket tool)."""
     labels = check_label_values(labels)
-    check_label_values(np.array([[value]]))
+    try:
+        value = validate.integer("value", value, 0, NUM_CLASSES - 1)
+        y, x = validate.integer("y", y), validate.integer("x", x)
+    except (TypeError, ValueError) as e:
+        raise MaskError(f"fill: {e}") from None
     h, w = labels.shape
     if not (0 <= y < h and 0 <= x < w):
         raise MaskError(f"fill point ({x}, {y}) is outside the {w}x{h} mask")
-    old = labels[y, x]
     out = labels.copy()
-    if old == value:
-        return out
-    same = labels == old
-    region = np.zeros_like(same)
-    region[y, x] = True
-    while True:  # grow by one pixel per round inside the same-label area (vectorised BFS)
-        grown = region.copy()
-        grown[1:] |= region[:-1]
-        grown[:-1] |= region[1:]
-        grown[:, 1:] |= region[:, :-1]
-        grown[:, :-1] |= region[:, 1:]
-        grown &= same
-        if np.array_equal(grown, region):
-            break
-        region = grown
-    out[region] = value
+    if labels[y, x] != value:
+        same = labels == labels[y, x]
+        run_id, comp = _run_components(same)
+        out[same & (comp[run_id] == comp[run_id[y, x]])] = value
     return out
+
+
+def _run_components(same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of the True pixels of [H, W], over horizontal runs: (run id per pixel,
+    valid where `same`; component of each run).
+
+    Vectorised Shiloach-Vishkin: every round hooks each component's root onto the smallest root it
+    touches, then pointer jumping flattens the trees. Each round at least halves the components that
+    still touch another, so a 4096x4096 mask takes a few whole-array passes per round and a handful of
+    rounds (at most log2 of the runs), never a pass per pixel of the region's diameter."""
+    h, w = same.shape
+    starts = same.copy()
+    starts[:, 1:] &= ~same[:, :-1]  # first pixel of each run
+    run_id = np.cumsum(starts.reshape(-1), dtype=np.int32).reshape(h, w) - 1
+    both = same[:-1] & same[1:]  # a run and the run below share this column
+    first = both.copy()
+    first[:, 1:] &= ~both[:, :-1]  # one edge per pair of touching runs
+    rows, cols = np.nonzero(first)
+    u, v = run_id[rows, cols], run_id[rows + 1, cols]
+    comp = np.arange(int(starts.sum()), dtype=np.int32)
+    while len(u):
+        cu, cv = comp[u], comp[v]
+        lo, hi = np.minimum(cu, cv), np.maximum(cu, cv)
+        apart = lo != hi
+        u, v, lo, hi = u[apart], v[apart], lo[apart], hi[apart]
+        np.minimum.at(comp, hi, lo)  # roots only point to smaller roots: no cycles
+        while True:
+            jumped = comp[comp]
+            if np.array_equal(jumped, comp):
+                break
+            comp = jumped
+    return run_id, comp

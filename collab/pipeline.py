@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from collab import combination as comb
+from collab import validate
 from collab.model import CollaborativeModel
-from collab.samplers import SAMPLERS, NoiseFn, StepInfo, gaussian_noise, sample_ddim, sample_dpmpp_2m
+from collab.samplers import NoiseFn, StepInfo, gaussian_noise, sample_ddim, sample_dpmpp_2m
 from collab.schedule import SamplingSchedule
 
 
@@ -173,13 +174,11 @@ def generate(
     the rule, and the weights renormalise per pixel; `window` {name: (start, end)} is the part of
     the run (0 = first step, 1 = last) in which it takes part (`combination.make_steering`).
     """
-    # 1. validate the request
-    rule = comb.validate_rule(rule or model.config.default_rule)
-    comb.validate_mode(mode)
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    # 1. validate the request (collab.validate: every error names the parameter, value and bounds)
+    steps, eta, seed, batch_size, rule = validate.generate_args(
+        model, conditions, mode=mode, rule=rule, sampler=sampler, steps=steps, eta=eta, seed=seed,
+        batch_size=batch_size, generator=generator, x_T=x_T, noise=noise, callback=callback, contexts=contexts,
+        collaborators=collaborators, decode=decode)
     names = tuple(n for n in model.names if n in conditions or (contexts and n in contexts))
     unknown = [n for n in (*conditions, *(contexts or {})) if n not in model.names]
     if unknown:
@@ -228,6 +227,8 @@ def generate(
         z0 = sample_ddim(denoiser, x_T, schedule, eta, noise or gaussian_noise(generator), hook)
     else:
         z0 = sample_dpmpp_2m(denoiser, x_T, schedule, hook)
+    if not torch.isfinite(z0).all():  # never a silent black image
+        raise RuntimeError("sampling produced NaN or infinite latents (non-finite weights or a float16 overflow?)")
 
     # 5. decode
     settings = GenerationSettings(names, mode, rule, sampler, steps, eta if sampler == "ddim" else 0.0, seed,

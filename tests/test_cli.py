@@ -1,4 +1,5 @@
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -52,10 +53,10 @@ def test_single_modality_commands(tmp_path, model_dir, mask_png):
 
 def test_bad_inputs_fail_before_anything_is_written(tmp_path, model_dir, capsys):
     out = tmp_path / "never"
-    with pytest.raises(SystemExit, match="empty"):
-        main(["text2image", "--model", str(model_dir), "--text", "  ", "--out", str(out)])
-    with pytest.raises(SystemExit, match="not found"):
-        main(["mask2image", "--model", str(model_dir), "--mask", str(tmp_path / "nope.png"), "--out", str(out)])
+    assert main(["text2image", "--model", str(model_dir), "--text", "  ", "--out", str(out)]) == 2
+    assert "--text is empty" in capsys.readouterr().err
+    assert main(["mask2image", "--model", str(model_dir), "--mask", str(tmp_path / "nope.png"), "--out", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
     odd = np.zeros((16, 16, 3), np.uint8)
     odd[:, :8] = (12, 240, 7)  # not a palette colour
     Image.fromarray(odd).save(tmp_path / "odd.png")
@@ -81,14 +82,15 @@ def test_edit_command_writes_edit_strip_and_session(tmp_path, model_dir, mask_pn
     assert (again / "face_edit_alpha2.png").exists()
 
 
-def test_edit_bad_inputs(tmp_path, model_dir):
+def test_edit_bad_inputs(tmp_path, model_dir, capsys):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "face.png")
-    with pytest.raises(SystemExit, match="give a target"):
-        main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "face.png")])
-    with pytest.raises(SystemExit, match="alpha"):
-        main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "face.png"), "--text", "a", "--alpha", "7"])
-    with pytest.raises(SystemExit, match="not found"):
-        main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "nope.png"), "--text", "a"])
+    assert main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "face.png")]) == 2
+    assert "give a target" in capsys.readouterr().err
+    assert main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "face.png"), "--text", "a",
+                 "--alpha", "7"]) == 2
+    assert "--alpha / --alphas must be in [0.0, 3.0], got 7.0" in capsys.readouterr().err
+    assert main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "nope.png"), "--text", "a"]) == 2
+    assert "not found" in capsys.readouterr().err
     (tmp_path / "bad.png").write_bytes(b"not an image")
     assert main(["edit", "--model", str(model_dir), "--image", str(tmp_path / "bad.png"), "--text", "a",
                  "--out", str(tmp_path / "o")]) == 2
@@ -118,10 +120,11 @@ def test_strength_and_window_reach_the_run_and_its_settings(tmp_path, model_dir,
     (["--window", "mask=0.8:0.2"], "0 <= start <= end <= 1"),
     (["--strength", "mask=nowhere.npy"], "strength map not found"),
 ])
-def test_bad_strengths_and_windows_fail_before_loading(tmp_path, mask_png, flags, message):
-    with pytest.raises(SystemExit, match=message):
-        main(["generate", "--model", str(tmp_path / "no_such_model"), "--text", "a man", "--mask", str(mask_png),
-              "--out", str(tmp_path / "never"), *flags])
+def test_bad_strengths_and_windows_fail_before_loading(tmp_path, mask_png, flags, message, capsys):
+    code = main(["generate", "--model", str(tmp_path / "no_such_model"), "--text", "a man", "--mask", str(mask_png),
+                 "--out", str(tmp_path / "never"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "never").exists()
 
 
@@ -130,3 +133,80 @@ def test_windows_that_leave_a_step_empty_are_a_clear_error(tmp_path, model_dir, 
                  "--window", "mask=0:0.2", "text=0.8:1", "--out", str(tmp_path / "never"), "--no-progress"])
     assert code == 2 and "no modality takes part in step 2 of 3" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--eta", "nan"], "--eta must be a finite number"),
+    (["--eta", "1.5"], "--eta must be in [0.0, 1.0]"),
+    (["--seed", "-1"], "--seed must be in [0, 9223372036854775807]"),
+    (["--steps", "0"], "--steps must be in [1, 1000]"),
+    (["--batch-size", "1000"], "--batch-size must be in [1, 64]"),
+    (["--device", "tpu:9"], "--device must be cpu"),
+])
+def test_usage_errors_exit_2_with_one_line(tmp_path, model_dir, capsys, flags, message):
+    out = tmp_path / "never"
+    assert main(["text2image", "--model", str(model_dir), "--text", "a man", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_argparse_errors_exit_2(model_dir):
+    with pytest.raises(SystemExit) as e:
+        main(["text2image", "--model", str(model_dir), "--text", "a", "--seed", "1.5"])
+    assert e.value.code == 2
+
+
+def test_out_on_an_existing_file_is_a_usage_error(tmp_path, model_dir, capsys):
+    target = tmp_path / "taken.png"
+    target.write_bytes(b"keep me")
+    for out in (target, target / "sub"):
+        assert main(["text2image", "--model", str(model_dir), "--text", "a man", "--out", str(out)]) == 2
+        assert "is an existing file" in capsys.readouterr().err
+    assert target.read_bytes() == b"keep me"
+
+
+def test_a_directory_where_an_output_goes_is_refused_up_front(tmp_path, model_dir, capsys):
+    out = tmp_path / "out"
+    (out / "000000_00.png").mkdir(parents=True)
+    assert main(["text2image", "--model", str(model_dir), "--text", "a man", "--out", str(out), "--steps", "2"]) == 2
+    assert "not a file" in capsys.readouterr().err
+
+
+def test_fifo_mask_is_refused_without_blocking(tmp_path, model_dir, capsys):
+    fifo = tmp_path / "mask.png"
+    os.mkfifo(fifo)
+    assert main(["mask2image", "--model", str(model_dir), "--mask", str(fifo), "--out", str(tmp_path / "o")]) == 2
+    assert "FIFO" in capsys.readouterr().err
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path, model_dir, monkeypatch, capsys):
+    out = tmp_path / "new" / "out"
+    calls = []
+    real_save = Image.Image.save
+
+    def flaky_save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", flaky_save)
+    code = main(["text2image", "--model", str(model_dir), "--text", "a man", "--steps", "2", "--batch-size", "2",
+                 "--out", str(out), "--no-progress"])
+    assert code == 1 and "No space left" in capsys.readouterr().err
+    assert len(calls) == 2 and not (tmp_path / "new").exists()  # no .tmp, no half folder
+
+
+def test_runtime_failure_exits_1_naming_the_bad_weight(tmp_path, model_dir, capsys):
+    from safetensors.torch import load_file, save_file
+
+    file = sorted(model_dir.rglob("*.safetensors"))[0]  # either layout: a component's file or the flat one
+    weights = load_file(file)
+    key = sorted(k for k, v in weights.items() if v.is_floating_point())[3]
+    weights[key] = weights[key].clone()
+    weights[key].view(-1)[0] = float("nan")
+    save_file(weights, file)
+    assert main(["text2image", "--model", str(model_dir), "--text", "a man", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert key in err and "NaN" in err and "Traceback" not in err

@@ -155,7 +155,7 @@ def test_odd_sizes_are_fine(labels):
         assert load_mask(odd).shape == (37, 37)
         assert load_mask(labels, size=37).shape == (37, 37)
         assert mask_to_condition(odd).sum(0).eq(1).all()
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(ValueError, match=r"size must be in \[1, 4096\]"):
         load_mask(labels, size=0)
 
 
