@@ -27,7 +27,10 @@ def code_link() -> str:
 
 
 def model_lines(state: AppState, name: str) -> list[str]:
-    cfg = state.config(name)
+    try:
+        cfg = state.config(name)
+    except Exception:  # an unreadable config: the load state says why
+        cfg = None
     load = state.load_state(name)
     entry = MODELS.get(name)
     lines = [f"- Model: `{name}`{f' ({entry.description})' if entry else ''}: **{load}**"]
@@ -43,7 +46,8 @@ def model_lines(state: AppState, name: str) -> list[str]:
 
 def about_markdown(state: AppState, model_name: str | None = None) -> str:
     name = state.resolve(model_name)
-    evaluator = "installed" if state.has_evaluator() else "not installed (no metrics in Compare, no parser mask in Edit)"
+    evaluator = ("installed" if state.has_evaluator() else
+                 "not installed (no metrics in Compare, no parser mask in Edit)")
     model = "\n".join(model_lines(state, name))
     return f"""
 **Collaborative Diffusion for Multi-Modal Face Generation and Editing** (Huang, Chan, Jiang, Liu, CVPR 2023;

@@ -12,8 +12,9 @@ from collab.editing import EditSettings, edit
 
 from collab_app import pictures
 from collab_app.errors import UserError
-from collab_app.handlers import KEEP, Progress, Request, _no_progress, model_config, waiting_note
-from collab_app.inputs import check_face, conditions_from, painter_value, read_attributes, read_face, read_mask, read_text
+from collab_app.handlers import KEEP, Progress, Request, _no_progress, model_config, waiting, waiting_note
+from collab_app.inputs import (check_face, conditions_from, painter_value, read_attributes, read_face, read_mask,
+                               read_text)
 from collab_app.limits import ALPHA, STEPS, read_seed
 from collab_app.state import AppState
 from collab_app.streaming import raise_if_stopped, run_in_thread
@@ -82,7 +83,7 @@ def edit_stream(state: AppState, req: EditRequest, strip: tuple[float, ...] = ST
             return session.sample(model, alpha, steps=req.steps, seed=req.seed,
                                   callback=lambda step: raise_if_stopped(cancelled)).images[0]
 
-        with state.turn(req.model_name, cancelled, lambda n: report(EditView(f"waiting: {n} job(s) ahead"))):
+        with state.turn(req.model_name, cancelled, waiting(report, progress, EditView)):
             session = edit(model, req.pixels, req.conds, settings=settings, progress=on_iteration, cancel=cancelled)
             report(EditView("sampling the edit"))
             progress(None)
@@ -102,8 +103,8 @@ def edit_stream(state: AppState, req: EditRequest, strip: tuple[float, ...] = ST
         else:
             main, results = payload
             yield EditView(f"done ({req.preset} preset, alpha {req.alpha:g}, seed {req.seed})", main,
-                           [(req.pixels, "input")] + results,
-                           settings=req.record(alpha=req.alpha, preset=req.preset, sampler="ddim", eta=0.0))
+                           [(req.pixels, "input")] + results, req.seed, req.steps, req.alpha,
+                           req.record(alpha=req.alpha, preset=req.preset, sampler="ddim", eta=0.0))
 
 
 def parse_to_mask(state: AppState, model_name: str, image: Any) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -129,6 +129,15 @@ def describe(model, settings: GenerationSettings) -> str:
             f"{settings.steps} steps eta={settings.eta:g} | seed {settings.seed}")
 
 
+def waiting(report: Callable, progress: Progress, view: type) -> Callable[[int], None]:
+    """What a job says while it waits for its model: the number of jobs ahead, in the status and on
+    the progress bar (the page's own queue label would only say "processing")."""
+    def say(ahead: int) -> None:
+        progress((0, 1), desc=f"waiting for the model: {ahead} job(s) ahead")
+        report(view(f"waiting: {ahead} job(s) ahead"))
+    return say
+
+
 def waiting_note(state: AppState, name: str) -> str | None:
     """What a new job on `name` will wait for, said before it starts."""
     if state.load_state(name) != "loaded":
@@ -167,7 +176,7 @@ def generate_stream(state: AppState, req: Request, preview_every: int | None = N
                 images = list(to_uint8(model.decode(step.pred_x0)))
                 report(GenerateView(f"step {step.index + 1}/{step.num_steps}: predicted x0 (preview)", images))
 
-        with state.turn(req.model_name, cancelled, lambda n: report(GenerateView(f"waiting: {n} job(s) ahead"))):
+        with state.turn(req.model_name, cancelled, waiting(report, progress, GenerateView)):
             return generate(model, req.conds, steps=req.steps, eta=req.eta, sampler=req.sampler, seed=req.seed,
                             batch_size=req.batch, rule=req.rule or None, callback=on_step)
 
@@ -179,8 +188,8 @@ def generate_stream(state: AppState, req: Request, preview_every: int | None = N
         else:
             images = list(payload.images)
             over = pictures.mask_overlay(images[0], req.mask) if req.mask is not None else None
-            yield GenerateView(f"done: {describe(model, payload.settings)}", images, over,
-                               settings=req.record(payload.settings, mode=mode_name(model, payload.settings)))
+            yield GenerateView(f"done: {describe(model, payload.settings)}", images, over, req.seed, req.steps,
+                               req.record(payload.settings, mode=mode_name(model, payload.settings)))
 
 
 # ---------------------------------------------------------------- Influence functions
@@ -265,7 +274,7 @@ def influence_stream(state: AppState, req: Request, mode: str = "collaborative",
                 frame = pictures.influence_frame(_maps(rec, step.index), None, x0, step.t)
                 report(InfluenceView(f"recording: step {step.index + 1}/{step.num_steps}", frame=frame))
 
-        with state.turn(req.model_name, cancelled, lambda n: report(InfluenceView(f"waiting: {n} job(s) ahead"))):
+        with state.turn(req.model_name, cancelled, waiting(report, progress, InfluenceView)):
             res = generate(model, req.conds, steps=req.steps, eta=1.0, seed=req.seed, rule=req.rule or None,
                            mode=mode, callback=on_step)
             report(InfluenceView("decoding x_t and the predicted x0 of every step"))
@@ -278,7 +287,8 @@ def influence_stream(state: AppState, req: Request, mode: str = "collaborative",
         run = InfluenceRun(files, list(rec.timesteps), used, gif, summary)
         plot = region_plot(rec, req.mask, used, mode)
         return InfluenceView(influence_caption(run, 1)[1], run, files[0], len(files),
-                             pictures.for_display(res.images[0]), gif, plot, settings=req.record(res.settings))
+                             pictures.for_display(res.images[0]), gif, plot, req.seed, req.steps,
+                             req.record(res.settings))
 
     for kind, payload in run_in_thread(work, stop):
         yield InfluenceView("stopped: nothing was kept (record again to see every step)") if kind == "stopped" \
@@ -364,7 +374,7 @@ def compare_stream(state: AppState, req: Request, progress: Progress | None = No
         for k, run in enumerate(runs):
             progress((k, len(runs)), desc=run.method.name)
             net = state.model(run.model_name)
-            with state.turn(run.model_name, cancelled, lambda n: report(CompareView(f"waiting: {n} job(s) ahead"))):
+            with state.turn(run.model_name, cancelled, waiting(report, progress, CompareView)):
                 res = generate(net, run.conds, mode=run.method.mode, steps=req.steps, eta=1.0, seed=req.seed,
                                rule=(req.rule or None) if net.diffusers else None,
                                callback=lambda step: raise_if_stopped(cancelled))
@@ -381,5 +391,5 @@ def compare_stream(state: AppState, req: Request, progress: Progress | None = No
         elif kind == "stopped":
             yield CompareView("stopped (the gallery holds the runs that finished)")
         else:
-            yield CompareView(f"done: {len(payload)} runs from seed {req.seed}, {req.steps} steps",
-                              settings=req.record(methods=[r.method.name for r in runs]))
+            yield CompareView(f"done: {len(payload)} runs from seed {req.seed}, {req.steps} steps", payload, req.seed,
+                              req.steps, req.record(methods=[r.method.name for r in runs]))

@@ -23,6 +23,7 @@ from collab_app.limits import MAX_TEXT_CHARS, MAX_UPLOAD_PIXELS
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 FACE_CLASSES = ("skin", "nose", "left eye", "right eye", "mouth", "upper lip", "lower lip")
 MIN_FACE_FRACTION = 0.04  # below this share of face pixels the parser sees no face
+HOW_TO_GIVE = {"text": "write a description", "mask": "paint / upload a mask", "attributes": "tick attributes"}
 
 
 def read_text(text: str | None) -> str | None:
@@ -161,8 +162,9 @@ def conditions_from(config: ModelConfig, text: str | None, mask: np.ndarray | No
                         f"{' and '.join(_given_kind(kind) for _, kind, _ in joint[0].inputs())} both, and cannot "
                         f"read {' or '.join(cannot)}; {gave_text}")
     wants = " or ".join(_needs(m) for m in config.modalities)
-    raise UserError(f"give a condition this model reads ({wants}): write a description, paint / upload a mask, "
-                    f"or tick attributes; {gave_text}")
+    kinds = {_given_kind(kind) for m in config.modalities for _, kind, _ in m.inputs()}
+    ways = [way for kind, way in HOW_TO_GIVE.items() if kind in kinds]
+    raise UserError(f"give a condition this model reads ({wants}): {', or '.join(ways)}; {gave_text}")
 
 
 def read_face(image: Any, size: int) -> np.ndarray:

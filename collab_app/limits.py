@@ -40,8 +40,9 @@ class Bound:
         fixed = min(max(number, self.low), self.high)
         fixed = int(round(fixed)) if self.integer else fixed
         if fixed != number:
-            warnings.warn(f"{self.name} {number:g} is outside {self.low:g}..{self.high:g}"
-                          f"{' or not whole' if self.integer else ''}: using {fixed:g}")
+            why = "is not a whole number" if self.low <= number <= self.high else \
+                f"is outside {self.low:g}..{self.high:g}"
+            warnings.warn(f"{self.name} {number:g} {why}: using {fixed:g}")
         return fixed
 
 
@@ -57,12 +58,12 @@ def read_seed(seed: Any, randomize: bool = False) -> int:
     if randomize:
         return random.SystemRandom().randint(0, SEED_MAX)
     try:
-        number = float(seed)
+        number = seed if isinstance(seed, int) else float(seed)  # ints stay exact up to 2^63 - 1
     except (TypeError, ValueError):
         raise UserError(f"the seed must be a whole number, got {seed!r}") from None
     if not math.isfinite(number) or not 0 <= number <= SEED_LIMIT:
         raise UserError(f"the seed must be between 0 and 2^63 - 1, got {seed!r}")
-    fixed = int(seed) if isinstance(seed, int) else int(round(number))
+    fixed = int(round(number))
     if fixed != number:
         warnings.warn(f"the seed {number:g} is not a whole number: using {fixed}")
     return fixed

@@ -208,7 +208,8 @@ def palette_html() -> str:
     chips = "".join(
         f'<span style="display:inline-block;margin:2px 8px 2px 0;white-space:nowrap">'
         f'<span style="display:inline-block;width:12px;height:12px;background:rgb{rgb};border:1px solid #888;'
-        f'vertical-align:middle"></span> {i} {name}</span>' for i, (name, rgb) in enumerate(zip(DISPLAY_NAMES, PALETTE)))
+        f'vertical-align:middle"></span> {i} {name}</span>'
+        for i, (name, rgb) in enumerate(zip(DISPLAY_NAMES, PALETTE)))
     return f'<div style="font-size:12px;line-height:1.6">{chips}</div>'
 
 
@@ -290,5 +291,6 @@ def example_rows() -> list[tuple[str, str, int]]:
 def runnable_examples(rows: list, inputs: list, label: str, elem_id: str, visible_columns: list[int]) -> gr.Examples:
     """Examples that run their tab's job on click (`wire_job` chains the job after they fill the
     inputs); the randomize box is a hidden column set off, so the example's seed is the one used."""
-    return gr.Examples([list(r) for r in rows], inputs=inputs, label=label, elem_id=elem_id, examples_per_page=len(rows),
+    return gr.Examples([list(r) for r in rows], inputs=inputs, label=label, elem_id=elem_id,
+                       examples_per_page=len(rows),
                        visible_columns=visible_columns, api_visibility="private")

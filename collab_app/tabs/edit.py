@@ -65,7 +65,8 @@ def create_tab(state: AppState, model: gr.Dropdown, attribute_names: tuple[str, 
                                lambda stop: e.edit_stream(state, req, progress=progress, stop=stop), ORDER)
 
         def validate(model, face, text, mask, alpha, preset, seed, randomize_seed, steps, use, ticked):
-            e.edit_request(state, model, face, text, mask, alpha, preset, seed, steps, randomize_seed, w.attrs(use, ticked))
+            e.edit_request(state, model, face, text, mask, alpha, preset, seed, steps, randomize_seed,
+                           w.attrs(use, ticked))
 
         inputs = [model, face, text, mask, alpha, preset, seed, randomize, steps, use_attrs, attrs]
         w.wire_job(state, job, "edit", validate, edit, inputs, [status, edited, strip, seed, steps, alpha, settings],

@@ -20,8 +20,9 @@ def create_tab(state: AppState, model: gr.Dropdown, cond: w.Conditions) -> None:
         gr.Markdown(INTRO)
         seed, randomize = w.seed_row("influence", render=False)
         rows = [(c, m, s, False) for c, m, s in w.example_rows()]
-        examples = w.runnable_examples(rows, [cond.text, cond.mask, seed, randomize], "Examples: text + mask + "
-                                       "seed (click one to record it)", "influence-examples", [0, 1, 2]) if rows else None
+        examples = w.runnable_examples(rows, [cond.text, cond.mask, seed, randomize],
+                                       "Examples: text + mask + seed (click one to record it)", "influence-examples",
+                                       [0, 1, 2]) if rows else None
         with gr.Row():
             seed.render()
             randomize.render()
