@@ -382,7 +382,7 @@ def compare_stream(state: AppState, req: Request, progress: Progress | None = No
             learned = run.method.mode == "collaborative" and len(run.conds) > 1 and net.diffusers
             title = f"{run.method.name} (rule {res.settings.rule})" if learned else run.method.name
             out.append((img, title if ev is None else f"{title}; {_metrics_caption(ev, img, req.mask)}"))
-            report(CompareView(f"{k + 1}/{len(runs)} done", list(out)))
+            report(CompareView(f"{k + 1} of {len(runs)} runs finished", list(out)))
         return out
 
     for kind, payload in run_in_thread(work, stop):

@@ -31,7 +31,7 @@ def create_tab(state: AppState, model: gr.Dropdown, cond: w.Conditions) -> None:
         # per-condition controls (strength, window) go in a row here, one entry per modality
         job = w.job_buttons("Compare", "compare")
         status = gr.Markdown(label="Status", elem_id="compare-status")
-        gallery = gr.Gallery(label="Each method from the same seed", columns=4, height=420, format="png",
+        gallery = gr.Gallery(label="Each method from the same seed", columns=4, height="auto", format="png",
                              elem_id="compare-gallery", object_fit="contain", elem_classes=["pixelated"])
         with gr.Accordion("Settings of this result (JSON)", open=False):
             settings = w.settings_box("compare")
