@@ -47,8 +47,7 @@ def once(model: str, image: bool) -> tuple[float, float | None]:
             return page, None
         from gradio_client import Client
 
-        Client(url, verbose=False).predict(model, "She is in her twenties.", None, 0, 1, 1.0, "ddim", 1, "",
-                                           api_name="/generate")
+        Client(url, verbose=False).predict(model=model, text="She is in her twenties.", steps=1, api_name="/generate")
         return page, time.perf_counter() - t0
     finally:
         proc.terminate()

@@ -46,15 +46,23 @@ def paper_pair(model: CollaborativeModel) -> tuple[str, ...]:
     return pair if len(pair) == 2 else tuple(model.names)
 
 
-def default_methods(model: CollaborativeModel) -> list[Method]:
-    """Each modality alone, then the paper's pair composable / collaborative / the two ablations
-    (named without suffix: the paper's table)."""
-    pair = paper_pair(model)
+def default_methods(model: CollaborativeModel, modalities: tuple[str, ...] | None = None,
+                    ablations: bool = True) -> list[Method]:
+    """Each modality alone, then together composable / collaborative / the two ablations (named
+    without suffix: the paper's table). `modalities` defaults to the paper's pair."""
+    pair = tuple(modalities) if modalities else paper_pair(model)
     rows = [Method(f"{n} only", (n,)) for n in pair]
     if len(pair) > 1:
-        rows += [Method("composable", pair, "composable"), Method("collaborative", pair),
-                 Method("w/o spatial", pair, "no_spatial"), Method("w/o temporal", pair, "no_temporal")]
+        rows += [Method("composable", pair, "composable"), Method("collaborative", pair)]
+        if ablations:
+            rows += [Method("w/o spatial", pair, "no_spatial"), Method("w/o temporal", pair, "no_temporal")]
     return rows
+
+
+def joint_method(joint: CollaborativeModel) -> Method:
+    """The jointly trained baseline's row: one network reading all its conditions at once."""
+    parts = tuple(p.name for p in joint.config.modalities[0].encoder.parts)
+    return Method(f"joint LDM ({' + '.join(parts)})", joint.names, "collaborative", "joint")
 
 
 def beyond_two_methods(model: CollaborativeModel, joint: CollaborativeModel | None = None) -> list[Method]:
@@ -76,8 +84,7 @@ def beyond_two_methods(model: CollaborativeModel, joint: CollaborativeModel | No
     rows += [Method(f"composable ({' + '.join(everything)})", everything, "composable"),
              Method(f"collaborative ({' + '.join(everything)})", everything)]
     if joint is not None:
-        parts = tuple(p.name for p in joint.config.modalities[0].encoder.parts)
-        rows.append(Method(f"joint LDM ({' + '.join(parts)})", joint.names, "collaborative", "joint"))
+        rows.append(joint_method(joint))
     return rows
 
 
@@ -550,30 +557,17 @@ def plot_influence(report: EvalReport, path: Path, method: str = "collaborative"
     inf = report.influence.get(method)
     if not inf:
         return None
-    import matplotlib
+    from collab.influence import RegionInfluence, plot_region_influence
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    mods = list(inf["modalities"])
-    fig, axes = plt.subplots(1, len(mods), figsize=(5.5 * len(mods), 4), squeeze=False)
     t = np.array(inf["timesteps"])
-    for ax, mod in zip(axes[0], mods):
-        per = np.array(inf["modalities"][mod]["per_region"])
-        for j, region in enumerate(inf["regions"]):
-            if (per[:, j] >= 0).all():
-                style = "--" if region in ("boundaries", "interiors") else "-"
-                ax.plot(t, per[:, j], style, label=region, lw=2 if style == "--" else 1.2)
-        ax.set_xlim(t.max(), t.min())
-        ax.set_xlabel("timestep t (sampling runs left to right)")
-        ax.set_ylabel(f"mean weight of {mod}")
-        ax.set_title(f"{mod}: layout-first score {inf['modalities'][mod]['layout_first_score']:.2f}")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.suptitle(f"{method}: influence per face region (rule {report.config['rule'] or 'model default'})")
-    fig.tight_layout()
+    curves, notes = {}, {}
+    for mod, stats in inf["modalities"].items():
+        per = np.array(stats["per_region"], np.float64)
+        curves[mod] = RegionInfluence(t, list(inf["regions"]), np.where(per >= 0, per, np.nan))  # -1: absent
+        notes[mod] = f"{mod}: layout-first score {stats['layout_first_score']:.2f}"
+    fig = plot_region_influence(curves, f"{method}: influence per face region "
+                                        f"(rule {report.config['rule'] or 'model default'})", notes)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -144,3 +144,32 @@ class RegionAccumulator:
     def result(self, name: str) -> RegionInfluence:
         mean = np.where(self.counts > 0, self.sums[name] / np.maximum(self.counts, 1), np.nan)
         return RegionInfluence(np.asarray(self.timesteps), self.names, mean)
+
+
+def plot_region_influence(curves: dict[str, RegionInfluence], title: str, notes: dict[str, str] | None = None):
+    """One panel per modality: its mean weight in each face region over sampling (t runs from left
+    to right as sampling does; dashed: part boundaries vs interiors). Returns a matplotlib Figure;
+    the one region plot of the package, the app and the evaluation report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
+    for ax, (name, r) in zip(axes[0], curves.items()):
+        for j, region in enumerate(r.regions):
+            if np.isfinite(r.mean[:, j]).all():
+                dashed = region in ("boundaries", "interiors")
+                ax.plot(r.timesteps, r.mean[:, j], "--" if dashed else "-", lw=2 if dashed else 1.2, label=region)
+        ax.set_xlim(max(r.timesteps), min(r.timesteps))
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("timestep t (sampling runs left to right)")
+        ax.set_ylabel(f"mean weight of {name}")
+        if notes and name in notes:
+            ax.set_title(notes[name])
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

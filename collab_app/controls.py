@@ -8,7 +8,8 @@ turns the widgets' values into `Controls`; `Controls.handles(model, conds)` into
 the base: a strength multiplies it (`collab.combination.steer`).
 
 `build` makes the widgets; `taking_controls(fn, widgets)` lets a Gradio event pass their values to
-a handler's `controls=` keyword without listing them one by one.
+a handler's `controls=` keyword without listing them one by one (as named API parameters whose
+defaults leave the learned mix as it is).
 """
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ KINDS = ("text", "mask", "attributes")  # the page's conditions, as `handlers.co
 MAX_STRENGTH = 16.0
 LEAD_COLOUR = "#ff2bd6"  # the brush of the lead layer: a colour no mask class uses
 CANVAS = 128
+# the widgets' values in `read`'s order: their names as API parameters, and their defaults (no handle)
+NAMES = tuple(f"{k}_{w}" for k in KINDS for w in ("strength", "start", "end")) + ("lead", "lead_strength",
+                                                                                 "lead_region")
+DEFAULTS = (1.0, 0.0, 1.0) * len(KINDS) + ("text", 4.0, None)
 
 
 class ControlError(ValueError):
@@ -166,11 +171,16 @@ class Widgets:
     canvas: Any  # the lead brush layer
 
 
-def build(kinds: tuple[str, ...] = KINDS, mask_input: Any = None, read_mask: Callable | None = None) -> Widgets:
+def build(kinds: tuple[str, ...] = KINDS, mask_input: Any = None, read_mask: Callable | None = None,
+          light: Callable[[Callable], Callable] = lambda fn: fn, events: dict | None = None) -> Widgets:
     """The control widgets (inside the caller's layout). A kind left out of `kinds` gets hidden
     widgets (its values stay the defaults). With `mask_input` and `read_mask`, a button shows the
-    current mask under the brush layer."""
+    current mask under the brush layer. `light` wraps the buttons' handlers (readable errors, images
+    as files) and `events` are their event options (the page queues every event)."""
     import gradio as gr
+
+    events = events or {}
+    d = dict(zip(NAMES, DEFAULTS))
 
     comps: list = []
     gr.Markdown("The learned influence stays the base. **Strength** multiplies a condition's weight at every "
@@ -179,14 +189,16 @@ def build(kinds: tuple[str, ...] = KINDS, mask_input: Any = None, read_mask: Cal
                 "Generate, Influence functions and Compare.")
     for kind in KINDS:
         with gr.Row(visible=kind in kinds):
-            comps += [gr.Slider(0, MAX_STRENGTH, 1.0, step=0.05, label=f"{kind}: strength", elem_id=f"ctl-{kind}-strength"),
-                      gr.Slider(0, 1, 0.0, step=0.05, label=f"{kind}: from", elem_id=f"ctl-{kind}-start"),
-                      gr.Slider(0, 1, 1.0, step=0.05, label=f"{kind}: until", elem_id=f"ctl-{kind}-end")]
+            comps += [gr.Slider(0, MAX_STRENGTH, d[f"{kind}_strength"], step=0.05, label=f"{kind}: strength",
+                                elem_id=f"ctl-{kind}-strength"),
+                      gr.Slider(0, 1, d[f"{kind}_start"], step=0.05, label=f"{kind}: from",
+                                elem_id=f"ctl-{kind}-start"),
+                      gr.Slider(0, 1, d[f"{kind}_end"], step=0.05, label=f"{kind}: until", elem_id=f"ctl-{kind}-end")]
     with gr.Row():
-        lead = gr.Radio([k for k in KINDS if k in kinds], value="text", label="Paint where this condition should lead",
-                        elem_id="ctl-lead")
-        lead_strength = gr.Slider(0, MAX_STRENGTH, 4.0, step=0.25, label="strength inside the painted region "
-                                  "(times its slider)", elem_id="ctl-lead-strength")
+        lead = gr.Radio([k for k in KINDS if k in kinds], value=d["lead"], label="Paint where this condition should "
+                        "lead", elem_id="ctl-lead")
+        lead_strength = gr.Slider(0, MAX_STRENGTH, d["lead_strength"], step=0.25, label="strength inside the painted "
+                                  "region (times its slider)", elem_id="ctl-lead-strength")
     canvas = gr.ImageEditor(value=blank_canvas(), label="Where this condition should lead (paint; erase to undo)",
                             type="numpy", image_mode="RGBA", format="png", sources=(), layers=False, transforms=(),
                             brush=gr.Brush(colors=[LEAD_COLOUR], default_color=LEAD_COLOUR, color_mode="fixed",
@@ -195,39 +207,41 @@ def build(kinds: tuple[str, ...] = KINDS, mask_input: Any = None, read_mask: Cal
     with gr.Row():
         if mask_input is not None and read_mask is not None:
             show = gr.Button("Show the mask underneath", size="sm")
-            show.click(lambda m: under_mask(read_mask(m)), mask_input, canvas, queue=False)
+            show.click(light(lambda m: under_mask(read_mask(m))), mask_input, canvas, **events)
         clear = gr.Button("Clear the painted region", size="sm")
-        clear.click(lambda: blank_canvas(), None, canvas, queue=False)
+        clear.click(light(lambda: blank_canvas()), None, canvas, **events)
     comps += [lead, lead_strength, canvas]
     return Widgets(comps, canvas)
 
 
 def taking_controls(fn: Callable, widgets: Widgets) -> Callable:
     """`fn(<inputs>, controls=None, progress=gr.Progress())` -> what Gradio calls with the control
-    widgets' values after <inputs>: they are read into `controls=` (Gradio inserts `progress` by
-    its position in the signature, so the signature says where the values go)."""
+    widgets' values after <inputs>: they are read into `controls=` (Gradio inserts special
+    parameters such as a `gr.Request` or `progress` by their position in the signature, so the
+    signature says where the values go). The values are named parameters (`NAMES`) defaulting to
+    the widgets' defaults, so an API call that leaves them out gets the learned mix as it is."""
+    if len(widgets.components) != len(NAMES):
+        raise ValueError(f"expected {len(NAMES)} control widgets, got {len(widgets.components)}")
     sig = inspect.signature(fn)
     own = [p for p in sig.parameters.values() if p.name not in ("controls", "progress")]
-    extra = [inspect.Parameter(f"control_{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
-             for i in range(len(widgets.components))]
+    extra = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+             for name, default in zip(NAMES, DEFAULTS)]
     tail = [sig.parameters["progress"]] if "progress" in sig.parameters else []
-    n, k = len(own), len(extra)
+    taking = sig.replace(parameters=own + extra + tail)
 
-    def split(args, kwargs):
-        kwargs = dict(kwargs)
-        if len(args) > n + k:
-            kwargs["progress"] = args[n + k]
-        return args[:n], read(*args[n:n + k]), kwargs
+    def split(args, kwargs) -> dict:
+        bound = taking.bind(*args, **kwargs)
+        bound.apply_defaults()
+        named = dict(bound.arguments)
+        return named | {"controls": read(*(named.pop(name) for name in NAMES))}
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
-            own_args, controls, kw = split(args, kwargs)
-            yield from fn(*own_args, controls=controls, **kw)
+            yield from fn(**split(args, kwargs))
     else:
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
-            own_args, controls, kw = split(args, kwargs)
-            return fn(*own_args, controls=controls, **kw)
-    wrapped.__signature__ = sig.replace(parameters=own + extra + tail)
+            return fn(**split(args, kwargs))
+    wrapped.__signature__ = taking
     return wrapped

@@ -1,427 +1,199 @@
-"""The app's event handlers: read the widgets, call the `collab` package, shape the outputs.
+"""The app's jobs: validated widget values -> `collab` package calls -> what each tab shows.
 
-Handlers take and return plain values (numpy images, strings, lists), so tests call them directly.
-Long handlers are generators that run the work in a thread and yield what it reports (previews,
-stage names); `progress` is any `progress(fraction or (done, total), desc=...)` callable, such as
-`gr.Progress`. User mistakes raise `UserError` with a message written for the page; `friendly`
-turns those (and anything unexpected) into `gr.Error`, so nobody sees a stack trace.
+Every job is a generator of one view dataclass per tab (fields left at KEEP are not changed on the
+page), so tests call them directly and the tabs map fields to widgets without looking at types.
+Each job has a `*_request` function that only validates (the page runs it first, so a user mistake
+becomes a message and never an error mark on the outputs), then the job runs in a worker thread,
+holding its model's turn, and stops at the next step when `stop` is set.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
-import inspect
-import logging
-import queue
+import json
 import tempfile
 import threading
-import warnings
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from collab.classes import DISPLAY_NAMES, PALETTE
-from collab.conditions import ConditionError
 from collab.data.faceworld import AGES, BEARDS
-from collab.editing import EditCancelled, EditSettings, edit, prepare_image
-from collab.masks import MaskError, colorize, flood_fill, load_mask, overlay, painted_labels
-from collab.model import CollaborativeModel
-from collab.pipeline import CollabStep, generate, to_uint8
-from collab.visualize import StepRecorder, heatmap, label, upscale
+from collab.eval import Method, default_methods, joint_method
+from collab.influence import region_influence, plot_region_influence
+from collab.pipeline import CollabStep, GenerationSettings, generate, to_uint8
+from collab.visualize import StepRecorder
 
 from collab_app import controls as C
+from collab_app import pictures
+from collab_app.errors import UserError
+from collab_app.inputs import conditions_from, read_attributes, read_mask, read_text
+from collab_app.limits import BATCH, ETA, STEPS, read_seed
 from collab_app.state import AppState
+from collab_app.streaming import raise_if_stopped, run_in_thread
 
-log = logging.getLogger("collab.app")
-
-MAX_STEPS = 200
-MAX_BATCH = 8
-MAX_TEXT_CHARS = 1000
-MAX_UPLOAD_PIXELS = 4096 * 4096
-MAX_ALPHA = 3.0
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 Progress = Callable[..., Any]
+JOINT_MODEL = "joint"  # the registry's jointly trained baseline, shown in Compare when installed
+RULE_NOTES = {"paper": "the learned per-pixel softmax, as in the paper",
+              "official": "softmax, then the official sampler's cosine decay and doubling of the mask weight"}
 
 
-class UserError(ValueError):
-    """Something the user can fix; the message is shown as is."""
+class Keep:
+    """A view field the page leaves as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
 
 
-class Cancelled(RuntimeError):
-    """The Stop button (or a closed page) ended a job."""
+KEEP = Keep()
 
 
 def _no_progress(*args, **kwargs) -> None:
     return None
 
 
-# ---------------------------------------------------------------- errors and warnings -> the page
-
-
-def _gr():
-    import gradio as gr
-
-    return gr
-
-
-def _to_page(e: BaseException) -> Exception:
-    gr = _gr()
-    if isinstance(e, gr.Error):
-        return e
-    if isinstance(e, (UserError, MaskError, ConditionError, EditCancelled, Cancelled, ValueError,
-                      FileNotFoundError)):
-        return gr.Error(str(e), print_exception=False)  # the user's to fix: no stack trace in the log either
-    log.error("unexpected error in a handler", exc_info=e)
-    return gr.Error(f"Something went wrong ({type(e).__name__}: {e}). The server log has the details.",
-                    print_exception=False)
-
-
-class _WarningRouter:
-    """Python warnings raised for a request -> that request's page, with jobs overlapping.
-
-    `warnings.catch_warnings` swaps process-wide state, so two overlapping jobs could lose or swap
-    their warnings. Instead one `showwarning` hook is installed (the first time a handler runs) and
-    each thread working for a request registers that request's queue; a warning goes to the queue of
-    the thread that raised it, or to the log when no request owns the thread. UserWarnings are made
-    "always", so a warning a second request triggers is shown again instead of being deduplicated
-    process-wide."""
-
-    def __init__(self) -> None:
-        self._sinks: dict[int, deque] = {}
-        self._lock = threading.Lock()
-        self._hook: Callable | None = None
-
-    def _install(self) -> None:
-        """(Re)install the hook: a `catch_warnings` block elsewhere restores the previous one on exit."""
-        with self._lock:
-            if self._hook is not None and warnings.showwarning is self._hook:
-                return
-            previous = warnings.showwarning
-
-            def show(message, category, filename, lineno, file=None, line=None):
-                sink = self._sinks.get(threading.get_ident())
-                if sink is None:
-                    return previous(message, category, filename, lineno, file, line)
-                sink.append(str(message))
-
-            self._hook = warnings.showwarning = show
-            warnings.filterwarnings("always", category=UserWarning)
-
-    def current(self) -> deque | None:
-        return self._sinks.get(threading.get_ident())
-
-    @contextlib.contextmanager
-    def collect(self, sink: deque | None):
-        """Route this thread's warnings into `sink` (nothing changes when `sink` is None)."""
-        if sink is None:
-            yield
-            return
-        self._install()
-        tid = threading.get_ident()
-        before = self._sinks.get(tid)
-        self._sinks[tid] = sink
-        try:
-            yield
-        finally:
-            if before is None:
-                self._sinks.pop(tid, None)
-            else:
-                self._sinks[tid] = before
-
-
-_WARNINGS = _WarningRouter()  # process-wide by nature: it wraps the warnings module's one hook
-
-
-def _flush_warnings(sink: deque) -> None:
-    gr = _gr()
-    shown = set()
-    while sink:
-        message = sink.popleft()
-        if message not in shown:  # each distinct warning once per flush
-            shown.add(message)
-            gr.Warning(message)
-
-
-def friendly(fn: Callable) -> Callable:
-    """Turn exceptions into readable gr.Error and Python warnings into gr.Warning toasts (shown as
-    they happen); works for plain functions and generators (streaming handlers), whose steps may
-    each run on another thread."""
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen(*args, **kwargs):
-            sink: deque = deque()
-            inner = fn(*args, **kwargs)
-            try:
-                while True:
-                    with _WARNINGS.collect(sink):
-                        try:
-                            item = next(inner)
-                        except StopIteration:
-                            return
-                    _flush_warnings(sink)
-                    yield item
-            except GeneratorExit:
-                inner.close()  # Stop / a closed page: let the handler stop its worker
-                raise
-            except Exception as e:
-                raise _to_page(e) from e
-            finally:
-                _flush_warnings(sink)
-        return gen
-
-    @functools.wraps(fn)
-    def plain(*args, **kwargs):
-        sink: deque = deque()
-        try:
-            with _WARNINGS.collect(sink):
-                return fn(*args, **kwargs)
-        except Exception as e:
-            raise _to_page(e) from e
-        finally:
-            _flush_warnings(sink)
-    return plain
-
-
-# ---------------------------------------------------------------- reading the widgets
-
-
-def read_text(text: str | None) -> str | None:
-    text = (text or "").strip()
-    if not text:
-        return None
-    if len(text) > MAX_TEXT_CHARS:
-        raise UserError(f"the text is {len(text)} characters long; keep it under {MAX_TEXT_CHARS} "
-                        "(text encoders read only the first 32 to 77 tokens anyway)")
-    return text
-
-
-def read_mask(value: Any) -> np.ndarray | None:
-    """The mask painter's value (dict with `composite`, or an image / path) -> labels, or None when
-    nothing was painted (a transparent or all-background canvas). Painted pixels snap to the nearest
-    palette class (strokes are anti-aliased)."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        value = value.get("composite")
-        if value is None:
-            return None
-    if isinstance(value, (str, Path)):
-        return load_mask(value)
-    array = np.asarray(value)
-    if array.ndim == 3 and array.shape[2] == 4 and not array[..., 3].any():
-        return None  # an untouched, fully transparent canvas
-    if array.ndim >= 2 and array.shape[0] * array.shape[1] > MAX_UPLOAD_PIXELS:
-        raise UserError(f"the mask is {array.shape[1]}x{array.shape[0]} pixels; at most {MAX_UPLOAD_PIXELS:,}")
-    if array.ndim != 3 or array.shape[2] not in (3, 4):
-        return load_mask(array)
-    labels = painted_labels(array)
-    return labels if labels.any() else None  # all background: a blank canvas, no layout to follow
-
-
-def _painter_value(labels: np.ndarray) -> dict:
-    rgb = colorize(labels)
-    return {"background": rgb, "layers": [], "composite": rgb}
-
-
-def load_mask_file(path: str | None) -> dict | None:
-    """An uploaded mask file (palette PNG with label values, grey label PNG, colour PNG, .npy) ->
-    the painter's value, shown in the official colours. Unknown colours are refused, named."""
-    if not path:
-        return None
-    try:
-        labels = load_mask(path)
-    except MaskError as e:  # say "mask.png", not the upload's temporary path
-        raise UserError(str(e).replace(str(path), Path(path).name)) from None
-    return _painter_value(labels)
-
-
-def fill_at(value: Any, class_name: str, x: int, y: int) -> dict:
-    """The paint bucket: fill the region under (x, y) of the current mask with a class."""
-    if class_name not in DISPLAY_NAMES:
-        raise UserError(f"unknown class {class_name!r}; choose one of {', '.join(DISPLAY_NAMES)}")
-    labels = read_mask(value)
-    if labels is None:
-        labels = np.zeros((128, 128), np.uint8)
-    return _painter_value(flood_fill(labels, int(y), int(x), DISPLAY_NAMES.index(class_name)))
-
-
-def blank_mask(size: int = 128) -> dict:
-    return _painter_value(np.zeros((size, size), np.uint8))
-
-
-def mask_preview(value: Any) -> np.ndarray | None:
-    """The painter's picture snapped to the palette: what the model will read, and where fills click."""
-    labels = read_mask(value)
-    return None if labels is None else colorize(labels)
-
-
-def read_attributes(ticked: Any) -> list[str] | None:
-    """The attribute picker's value -> the names that hold ([] = none of them), or None when the
-    page sends no attribute condition (its "condition on attributes" box is off)."""
-    if ticked is None:
-        return None
-    if isinstance(ticked, str):
-        ticked = [t for t in ticked.split(",") if t.strip()]
-    return [str(t).strip() for t in ticked]
-
-
-def _given_kind(kind: str) -> str:
-    return "mask" if kind == "mask_grid" else kind  # both read the painted mask
-
-
-def conditions_from(model: CollaborativeModel, text: str | None, mask: np.ndarray | None,
-                    attributes: list[str] | None = None) -> dict:
-    """The raw conditions for the model's modalities, matched by kind (text, mask, attributes; a
-    joint modality when every one of its parts is given)."""
-    given = {"text": text, "mask": mask, "attributes": None if attributes is None else ", ".join(attributes) or "none"}
-    conds, used = {}, set()
-    for m in model.config.modalities:
-        raws = {name: given.get(_given_kind(kind)) for name, kind, _ in m.inputs()}
-        if any(v is None for v in raws.values()):
-            continue
-        conds[m.name] = raws if m.kind == "joint" else raws[m.name]
-        used |= {_given_kind(kind) for _, kind, _ in m.inputs()}
-    unread = [k for k, v in given.items() if v is not None and k not in used]
-    if conds and unread:  # said, not silently dropped
-        warnings.warn(f"this model does not use the {' and the '.join(unread)} you gave "
-                      f"(it reads {', '.join(conds)}); {'they were' if len(unread) > 1 else 'it was'} ignored")
-    if not conds:
-        wants = [" + ".join(name for name, _, _ in m.inputs()) for m in model.config.modalities]
-        raise UserError(f"give a condition this model reads ({' or '.join(wants)}): write a description, "
-                        "paint / upload a mask, or tick attributes")
-    return conds
-
-
-def check_numbers(steps: Any, batch: Any = 1, eta: Any = 0.0) -> tuple[int, int, float]:
-    try:
-        steps, batch, eta = int(steps), int(batch), float(eta)
-    except (TypeError, ValueError):
-        raise UserError(f"steps, batch size and eta must be numbers, got {steps!r}, {batch!r}, {eta!r}") from None
-    if not 1 <= steps <= MAX_STEPS:
-        raise UserError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
-    if not 1 <= batch <= MAX_BATCH:
-        raise UserError(f"batch size must be between 1 and {MAX_BATCH}, got {batch}")
-    if not 0.0 <= eta <= 1.0:
-        raise UserError(f"eta must be between 0 and 1, got {eta}")
-    return steps, batch, eta
-
-
-def read_seed(seed: Any) -> int:
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        raise UserError(f"the seed must be a whole number, got {seed!r}") from None
-    if not 0 <= seed < 2**63:
-        raise UserError("the seed must be between 0 and 2^63 - 1")
-    return seed
-
-
-def read_face(image: Any, size: int) -> np.ndarray:
-    """An uploaded face (path or array) -> RGB uint8 [size, size, 3]; huge or unreadable files refused."""
-    if image is None:
-        raise UserError("upload a face image to edit")
-    try:
-        pixels, note = prepare_image(image, size, MAX_UPLOAD_PIXELS)
-    except ValueError as e:
-        raise UserError(str(e).replace(str(image), Path(str(image)).name)) from None
-    if note:
-        warnings.warn(f"input image {note}")
-    return np.array(pixels)  # writable (torch refuses read-only buffers)
-
-
-# ---------------------------------------------------------------- streaming from a worker thread
-
-
 @dataclass
-class _Stream:
-    """Runs `work(report, cancelled)` in a thread; iterating yields ("update", x) for each
-    `report(x)`, then ("result", return value). The thread sees the caller's context variables, so
-    `gr.Progress` and `gr.Warning` work from it; closing the iterator (Stop, a closed page) sets
-    `cancelled()` and waits for the thread."""
+class Request:
+    """A validated job: the model, its raw conditions and the numbers, corrected to the bounds."""
 
-    work: Callable[[Callable[[Any], None], Callable[[], bool]], Any]
-    items: queue.Queue = field(default_factory=queue.Queue)
-    stop: threading.Event = field(default_factory=threading.Event)
+    model_name: str
+    conds: dict
+    text: str | None
+    mask: np.ndarray | None
+    attributes: list[str] | None
+    seed: int
+    steps: int
+    batch: int = 1
+    eta: float = 1.0
+    sampler: str = "ddim"
+    rule: str = ""
 
-    def __iter__(self) -> Iterator[tuple[str, Any]]:
-        sink = _WARNINGS.current()  # the worker's warnings belong to the same request
-
-        def run():
-            try:
-                with _WARNINGS.collect(sink):
-                    result = self.work(lambda x: self.items.put(("update", x)), self.stop.is_set)
-                self.items.put(("result", result))
-            except BaseException as e:  # handed to the generator, raised there
-                self.items.put(("error", e))
-
-        thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
-        thread.start()
-        try:
-            while True:
-                kind, payload = self.items.get()
-                if kind == "error":
-                    raise payload
-                yield kind, payload
-                if kind == "result":
-                    return
-        finally:
-            self.stop.set()
-            thread.join(timeout=60)
+    def record(self, settings: GenerationSettings | None = None, **extra) -> str:
+        """The settings of a result as JSON: enough to reproduce it."""
+        mask = None if self.mask is None else f"{self.mask.shape[1]}x{self.mask.shape[0]} label map"
+        out = {"model": self.model_name, "text": self.text, "mask": mask, "attributes": self.attributes}
+        if settings is not None:
+            out |= {k: v for k, v in asdict(settings).items() if k != "timesteps"}
+        else:
+            out |= {"seed": self.seed, "steps": self.steps, "rule": self.rule or "model default"}
+        return json.dumps(out | extra, indent=2)
 
 
-def _stopper(cancelled: Callable[[], bool]) -> None:
-    if cancelled():
-        raise Cancelled("stopped")
+def model_config(state: AppState, name: str):
+    """A model's config without loading its weights when its folder has one."""
+    return state.config(name) or state.model(name).config
 
 
-def for_display(image: np.ndarray, min_size: int = 256) -> np.ndarray:
-    """Nearest-neighbour upscale by a whole factor so small images are not shown as thumbnails."""
-    k = max(1, -(-min_size // image.shape[0]))
-    return image if k == 1 else np.repeat(np.repeat(image, k, axis=0), k, axis=1)
+def mixed_request(state: AppState, model_name: str, text: Any, mask_value: Any, attributes: Any, seed: Any,
+                  steps: Any, randomize: bool = False, **numbers) -> Request:
+    """Read and check one job's widgets (no model weights are needed when the model's folder has a config)."""
+    text, mask, attrs = read_text(text), read_mask(mask_value), read_attributes(attributes)
+    name = state.resolve(model_name)
+    conds = conditions_from(model_config(state, name), text, mask, attrs)
+    return Request(name, conds, text, mask, attrs, read_seed(seed, randomize), STEPS.correct(steps), **numbers)
+
+
+def generate_request(state: AppState, model_name: str, text: Any, mask_value: Any, seed: Any, steps: Any,
+                     eta: Any, sampler: str, batch: Any, rule: str, randomize: bool = False,
+                     attributes: Any = None) -> Request:
+    return mixed_request(state, model_name, text, mask_value, attributes, seed, steps, randomize,
+                         batch=BATCH.correct(batch), eta=ETA.correct(eta), sampler=sampler, rule=rule or "")
+
+
+def collaborative_request(state: AppState, model_name: str, text: Any, mask_value: Any, seed: Any, steps: Any,
+                          rule: str, what: str, randomize: bool = False, attributes: Any = None) -> Request:
+    """A request for the views that mix modalities (Influence, Compare): two or more, learned weights."""
+    req = mixed_request(state, model_name, text, mask_value, attributes, seed, steps, randomize, rule=rule or "")
+    cfg = model_config(state, req.model_name)
+    if not any(m.diffuser for m in cfg.modalities):
+        raise UserError(f"model {req.model_name} is one network with no dynamic diffusers; {what} needs a "
+                        "collaborative model (e.g. demo)")
+    if len(req.conds) < 2:
+        raise UserError(f"{what} needs at least two modalities: give two or more of {', '.join(cfg.names)} "
+                        f"(got {', '.join(req.conds)} only)")
+    return req
+
+
+def mode_name(model, settings: GenerationSettings) -> str:
+    """How the page names what ran: a joint model's own mode, one collaborator alone, or the mode."""
+    joint = [m for m in model.config.modalities if m.kind == "joint" and m.name in settings.modalities]
+    if joint:
+        return f"joint ({' + '.join(name for name, _, _ in joint[0].inputs())} in one network)"
+    if len(settings.modalities) == 1:
+        return f"{settings.modalities[0]} alone"
+    return f"{settings.mode}, rule {settings.rule}" if settings.mode == "collaborative" else settings.mode
+
+
+def describe(model, settings: GenerationSettings) -> str:
+    return (f"{' + '.join(settings.modalities)} | {mode_name(model, settings)} | {settings.sampler} "
+            f"{settings.steps} steps eta={settings.eta:g} | seed {settings.seed}{settings.describe_handles()}")
+
+
+def waiting(report: Callable, progress: Progress, view: type) -> Callable[[int], None]:
+    """What a job says while it waits for its model: the number of jobs ahead, in the status and on
+    the progress bar (the page's own queue label would only say "processing")."""
+    def say(ahead: int) -> None:
+        progress((0, 1), desc=f"waiting for the model: {ahead} job(s) ahead")
+        report(view(f"waiting: {ahead} job(s) ahead"))
+    return say
+
+
+def waiting_note(state: AppState, name: str) -> str | None:
+    """What a new job on `name` will wait for, said before it starts."""
+    if state.load_state(name) != "loaded":
+        return f"loading model `{name}` (first use; the page stays usable)"
+    ahead = state.lines.ahead(name)
+    return f"waiting for model `{name}`: {ahead} job(s) ahead" if ahead else None
 
 
 # ---------------------------------------------------------------- Generate
 
 
-def generate_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
-                    eta: Any, sampler: str, batch: Any, rule: str, preview_every: int | None = None,
-                    progress: Progress | None = None, attributes: Any = None, controls: C.Controls | None = None):
-    """Yields (gallery, overlay, status) while sampling: previews of the predicted x0 every few
-    steps, then the result (the same pixels as `collab.pipeline.generate` with that seed)."""
-    text, mask, attrs = read_text(text), read_mask(mask_value), read_attributes(attributes)
-    steps, batch, eta = check_numbers(steps, batch, eta)
-    seed = read_seed(seed)
-    model = state.model(model_name)
-    conds = conditions_from(model, text, mask, attrs)
-    handles = controls.handles(model, conds) if controls else {}
-    every = preview_every or max(1, steps // 8)
+@dataclass
+class GenerateView:
+    status: str
+    images: Any = KEEP
+    overlay: Any = KEEP
+    seed: Any = KEEP
+    steps: Any = KEEP
+    settings: Any = KEEP
+
+
+def generate_stream(state: AppState, req: Request, preview_every: int | None = None,
+                    progress: Progress | None = None, stop: threading.Event | None = None,
+                    controls: C.Controls | None = None):
+    """GenerateViews while sampling (previews of the predicted x0 every few steps), then the result
+    (the same pixels as `collab.pipeline.generate` with that seed and the `controls`' strength and
+    window), or what was there when stopped."""
     progress = progress or _no_progress
+    yield GenerateView(waiting_note(state, req.model_name) or "starting", seed=req.seed, steps=req.steps)
+    model = state.model(req.model_name)
+    handles = controls.handles(model, req.conds) if controls else {}
+    every = preview_every or max(1, req.steps // 8)
 
     def work(report, cancelled):
         def on_step(step: CollabStep) -> None:
-            _stopper(cancelled)
+            raise_if_stopped(cancelled)
             progress((step.index + 1, step.num_steps), desc="sampling")
             if step.index % every == 0 and step.index < step.num_steps - 1:
-                report((step.index + 1, step.num_steps, to_uint8(model.decode(step.pred_x0))))
+                images = list(to_uint8(model.decode(step.pred_x0)))
+                report(GenerateView(f"step {step.index + 1}/{step.num_steps}: predicted x0 (preview)", images))
 
-        with state.busy(model_name):
-            return generate(model, conds, steps=steps, eta=eta, sampler=sampler, seed=seed, batch_size=batch,
-                            rule=rule or None, callback=on_step, **handles)
+        with state.turn(req.model_name, cancelled, waiting(report, progress, GenerateView)):
+            return generate(model, req.conds, steps=req.steps, eta=req.eta, sampler=req.sampler, seed=req.seed,
+                            batch_size=req.batch, rule=req.rule or None, callback=on_step, **handles)
 
-    for kind, payload in _Stream(work):
+    for kind, payload in run_in_thread(work, stop):
         if kind == "update":
-            i, n, images = payload
-            yield list(images), None, f"step {i}/{n}: predicted x0 (preview)"
+            yield payload
+        elif kind == "stopped":
+            yield GenerateView("stopped (the images shown are the last previews)")
         else:
             images = list(payload.images)
-            over = for_display(overlay(images[0], mask)) if mask is not None else None
-            yield images, over, f"done: {payload.settings.describe()}"
+            over = pictures.mask_overlay(images[0], req.mask) if req.mask is not None else None
+            yield GenerateView(f"done: {describe(model, payload.settings)}", images, over, req.seed, req.steps,
+                               req.record(payload.settings, mode=mode_name(model, payload.settings)))
 
 
 # ---------------------------------------------------------------- Influence functions
@@ -429,141 +201,136 @@ def generate_stream(state: AppState, model_name: str, text: str, mask_value: Any
 
 @dataclass
 class InfluenceRun:
-    frames: list[np.ndarray]  # per step: influence maps | x_t | predicted x0
+    frames: list[str]  # per step: the frame (maps | x_t | predicted x0 over a colour bar) as a PNG
     timesteps: list[int]
     rule: str
     gif: str
     summary: str
-    files: list[str] = field(default_factory=list)  # the frames as PNGs, written once, served as they are
 
 
-RULE_NOTES = {"paper": "the learned per-pixel softmax, as in the paper",
-              "official": "softmax, then the official sampler's cosine decay and doubling of the mask weight"}
+@dataclass
+class InfluenceView:
+    status: str
+    run: Any = KEEP
+    frame: Any = KEEP
+    slider: Any = KEEP  # the number of recorded steps (the slider's maximum)
+    image: Any = KEEP
+    gif: Any = KEEP
+    plot: Any = KEEP
+    seed: Any = KEEP
+    steps: Any = KEEP
+    settings: Any = KEEP
 
 
-def _frame(rec: StepRecorder, k: int, xt: np.ndarray, x0: np.ndarray, size: int) -> np.ndarray:
-    cells = [upscale(heatmap(rec.influence_array(n)[k]), size) for n in rec.influence] + [xt, x0]
-    names = [f"{n} weight" for n in rec.influence] + [f"x_t  t={rec.timesteps[k]}", "predicted x0"]
-    cells = [label(for_display(c, 192), name) for c, name in zip(cells, names)]
-    return np.concatenate(cells, axis=1)
-
-
-def _decode_all(model: CollaborativeModel, latents: list[torch.Tensor], chunk: int = 16) -> np.ndarray:
+def _decode(model, latents: list[torch.Tensor], chunk: int = 16) -> np.ndarray:
     with torch.no_grad():
         return np.concatenate([to_uint8(model.decode(torch.stack(latents[i:i + chunk]).to(model.device)))
                                for i in range(0, len(latents), chunk)])
 
 
-def _mixed_inputs(state: AppState, model_name: str, text: str, mask_value: Any, attributes: Any, seed: Any,
-                  steps: Any, what: str) -> tuple[CollaborativeModel, dict, np.ndarray | None, int, int]:
-    """Validated inputs for views that mix modalities: (model, conditions, mask, seed, steps)."""
-    text, mask, attrs = read_text(text), read_mask(mask_value), read_attributes(attributes)
-    steps, _, _ = check_numbers(steps)
-    seed = read_seed(seed)
-    model = state.model(model_name)
-    if not model.diffusers:
-        raise UserError(f"model {model_name or state.default_model} is one network with no dynamic diffusers; "
-                        f"{what} needs a collaborative model (e.g. demo)")
-    conds = conditions_from(model, text, mask, attrs)
-    if len(conds) < 2:
-        raise UserError(f"{what} needs at least two modalities: give two or more of {', '.join(model.names)} "
-                        f"(got {', '.join(conds)} only)")
-    return model, conds, mask, seed, steps
+def _maps(rec: StepRecorder, k: int) -> dict[str, np.ndarray]:
+    return {n: rec.influence_array(n)[k] for n in rec.influence}
 
 
-def influence_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
-                     rule: str, mode: str = "collaborative", progress: Progress | None = None,
-                     attributes: Any = None, controls: C.Controls | None = None):
-    """One generation with every step recorded. Yields status strings while it works, then
-    (InfluenceRun, result image, region plot): frames (maps | x_t | x0), a GIF, the plot (per face
-    region when a mask was given)."""
-    model, conds, mask, seed, steps = _mixed_inputs(state, model_name, text, mask_value, attributes, seed, steps,
-                                                    "the influence view")
-    handles = controls.handles(model, conds) if controls else {}
+def _write_frames(rec: StepRecorder, xts: np.ndarray, x0s: np.ndarray, under: Path) -> tuple[list[str], str]:
+    """Every step's frame as a PNG, and the GIF of them all, in a new folder under `under`."""
+    folder = Path(tempfile.mkdtemp(prefix="influence_", dir=under))  # cleaned with the app's files
+    frames = [Image.fromarray(pictures.influence_frame(_maps(rec, k), xts[k], x0s[k], rec.timesteps[k]))
+              for k in range(len(rec.timesteps))]
+    files = [str(folder / f"step_{k + 1:03d}.png") for k in range(len(frames))]
+    for im, name in zip(frames, files):
+        im.save(name)
+    gif = folder / "influence.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:] + [frames[-1]] * 5, duration=120, loop=0)
+    return files, str(gif)
+
+
+def region_plot(rec: StepRecorder, labels: np.ndarray | None, rule: str, mode: str):
+    """Each modality's mean weight per face region over sampling (over the whole image without a mask)."""
+    curves = {}
+    for name in rec.influence:
+        maps = rec.influence_array(name)
+        curves[name] = (region_influence(maps, labels, rec.timesteps) if labels is not None else
+                        region_influence(maps, np.zeros(maps.shape[-2:], np.uint8), rec.timesteps,
+                                         regions={"whole image": [0]}, with_boundary=False))
+    where = "per face region" if labels is not None else "over the whole image (no mask given)"
+    return plot_region_influence(curves, f"influence {where}: rule {rule}, mode {mode}")
+
+
+def influence_stream(state: AppState, req: Request, mode: str = "collaborative", preview_every: int | None = None,
+                     progress: Progress | None = None, stop: threading.Event | None = None,
+                     controls: C.Controls | None = None):
+    """One generation with every step recorded: InfluenceViews with preview frames while sampling,
+    then the run (a frame per step, a GIF), the result and the region plot."""
     progress = progress or _no_progress
+    yield InfluenceView(waiting_note(state, req.model_name) or "starting", seed=req.seed, steps=req.steps)
+    model = state.model(req.model_name)
+    handles = controls.handles(model, req.conds) if controls else {}
+    every = preview_every or max(1, req.steps // 10)
 
     def work(report, cancelled):
         rec = StepRecorder(keep_latents=True)
 
         def on_step(step: CollabStep) -> None:
-            _stopper(cancelled)
+            raise_if_stopped(cancelled)
             rec(step)
             progress((step.index + 1, step.num_steps), desc="sampling, recording every step")
+            if step.index % every == 0 and step.index < step.num_steps - 1:
+                x0 = to_uint8(model.decode(step.pred_x0[:1]))[0]
+                frame = pictures.influence_frame(_maps(rec, step.index), None, x0, step.t)
+                report(InfluenceView(f"recording: step {step.index + 1}/{step.num_steps}", frame=frame))
 
-        with state.busy(model_name):
-            res = generate(model, conds, steps=steps, eta=1.0, seed=seed, rule=rule or None, mode=mode,
-                           callback=on_step, **handles)
-            report("decoding x_t and the predicted x0 of every step")
+        with state.turn(req.model_name, cancelled, waiting(report, progress, InfluenceView)):
+            res = generate(model, req.conds, steps=req.steps, eta=1.0, seed=req.seed, rule=req.rule or None,
+                           mode=mode, callback=on_step, **handles)
+            report(InfluenceView("decoding x_t and the predicted x0 of every step"))
             progress(None)
-            xts, x0s = _decode_all(model, rec.x_t), _decode_all(model, rec.pred_x0)
-        size = model.config.image_size
-        frames = [_frame(rec, k, xts[k], x0s[k], size) for k in range(len(rec.timesteps))]
-        report("writing the frames, the GIF and the region plot")
-        folder = Path(tempfile.mkdtemp(prefix="influence_", dir=state.files_dir()))  # cleaned with it
-        pil = [Image.fromarray(f) for f in frames]
-        files = [str(folder / f"step_{k + 1:03d}.png") for k in range(len(pil))]
-        for im, name in zip(pil, files):
-            im.save(name)
-        gif = folder / "influence.gif"
-        pil[0].save(gif, save_all=True, append_images=pil[1:] + [pil[-1]] * 5, duration=120, loop=0)
+            xts, x0s = _decode(model, rec.x_t), _decode(model, rec.pred_x0)
+        report(InfluenceView("writing the frames, the GIF and the region plot"))
+        files, gif = _write_frames(rec, xts, x0s, state.files_dir())
         used = res.settings.rule
-        figure = region_plot(rec, mask, used, mode)
-        summary = f"{len(frames)} steps, rule **{used}** ({RULE_NOTES.get(used, used)}), mode {mode}, seed {seed}"
+        summary = f"{len(files)} steps, rule **{used}** ({RULE_NOTES.get(used, used)}), mode {mode}, seed {req.seed}"
         summary += f"; handles: {C.describe(res.settings)}"
-        run = InfluenceRun(frames, list(rec.timesteps), used, str(gif), summary, files)
-        return run, for_display(res.images[0]), figure
+        run = InfluenceRun(files, list(rec.timesteps), used, gif, summary)
+        plot = region_plot(rec, req.mask, used, mode)
+        return InfluenceView(influence_caption(run, 1)[1], run, files[0], len(files),
+                             pictures.for_display(res.images[0]), gif, plot, req.seed, req.steps,
+                             req.record(res.settings))
 
-    for kind, payload in _Stream(work):
-        yield payload
-
-
-def region_plot(rec: StepRecorder, labels: np.ndarray | None, rule: str, mode: str):
-    """Mean weight of each modality per face region over sampling (matplotlib Figure); over the
-    whole image when no mask was given."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from collab.influence import region_influence
-
-    names = list(rec.influence)
-    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        maps = rec.influence_array(name)
-        r = (region_influence(maps, labels, rec.timesteps) if labels is not None else
-             region_influence(maps, np.zeros(maps.shape[-2:], np.uint8), rec.timesteps,
-                              regions={"whole image": [0]}, with_boundary=False))
-        for j, region in enumerate(r.regions):
-            if np.isfinite(r.mean[:, j]).all():
-                dashed = region in ("boundaries", "interiors")
-                ax.plot(r.timesteps, r.mean[:, j], "--" if dashed else "-", lw=2 if dashed else 1.2, label=region)
-        ax.set_xlim(max(r.timesteps), min(r.timesteps))
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("timestep t (sampling runs left to right)")
-        ax.set_ylabel(f"mean weight of {name}")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    where = "per face region" if labels is not None else "over the whole image (no mask given)"
-    fig.suptitle(f"influence {where} — rule: {rule}, mode: {mode}")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    for kind, payload in run_in_thread(work, stop):
+        yield InfluenceView("stopped: nothing was kept (record again to see every step)") if kind == "stopped" \
+            else payload
 
 
-def influence_frame(run: InfluenceRun | None, step: Any) -> tuple[str | None, str]:
+def influence_caption(run: InfluenceRun | None, step: Any) -> tuple[str | None, str]:
     """The frame of sampling step `step` (1-based, as on the slider) as a PNG file, and its caption."""
     if run is None:
         return None, "record a generation first"
     k = int(np.clip(int(step) - 1, 0, len(run.frames) - 1))
-    return run.files[k], f"{run.summary} — step {k + 1}/{len(run.frames)}, t = {run.timesteps[k]}"
+    return run.frames[k], f"{run.summary}: step {k + 1}/{len(run.frames)}, t = {run.timesteps[k]}"
 
 
 # ---------------------------------------------------------------- Compare
 
 
+@dataclass
+class CompareView:
+    status: str
+    gallery: Any = KEEP
+    seed: Any = KEEP
+    steps: Any = KEEP
+    settings: Any = KEEP
+
+
 ATTRIBUTE_WORDS = {"gender": ("woman", "man"), "age": AGES, "beard": tuple(f"beard: {b}" for b in BEARDS)}
-COMPARE_TITLES = {"composable": "composable (equal weights)", "collaborative": "collaborative"}
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    method: Method
+    model_name: str
+    conds: dict
+    handles: dict = field(default_factory=dict)  # strength / window: the steered run only
 
 
 def _metrics_caption(ev, image: np.ndarray, mask: np.ndarray | None) -> str:
@@ -572,210 +339,70 @@ def _metrics_caption(ev, image: np.ndarray, mask: np.ndarray | None) -> str:
     attrs = ev.attributes(image[None])
     words = ", ".join(ATTRIBUTE_WORDS[k][int(v[0])] for k, v in attrs.items() if k in ATTRIBUTE_WORDS)
     if mask is None:
-        return f"reads as: {words}"
+        return f"reads as {words}"
     target = np.asarray(Image.fromarray(mask).resize(image.shape[:2][::-1], Image.NEAREST))
     score = miou(confusion(ev.parse(image[None])[0], target))
-    return f"mask mIoU {score:.2f} | reads as: {words}"
+    return f"mask mIoU {score:.2f}; reads as {words}"
 
 
-JOINT_MODEL = "joint"  # the registry's jointly trained baseline, shown in Compare when installed
-
-
-def _joint_run(state: AppState, model_name: str, mask, attrs) -> tuple | None:
-    """(title, model name, model, conditions, mode) of the jointly trained baseline when it is
-    installed, is not the model being compared, and every condition it reads was given (decided
-    from its config, so it is loaded only when it will run). It reads no text."""
-    if JOINT_MODEL not in state.choices() or state.resolve(model_name) == JOINT_MODEL:
+def _joint_run(state: AppState, req: Request) -> CompareRun | None:
+    """The jointly trained baseline on the same conditions, when it is installed, is not the model
+    being compared, and every condition it reads was given. It reads no text."""
+    if JOINT_MODEL not in state.choices() or req.model_name == state.resolve(JOINT_MODEL):
         return None
-    given = {"mask": mask, "attributes": attrs}
-    inputs = [i for m in state.config(JOINT_MODEL).modalities for i in m.inputs()]
-    if any(given.get(_given_kind(kind)) is None for _, kind, _ in inputs):
+    cfg = model_config(state, JOINT_MODEL)
+    try:
+        conds = conditions_from(cfg, None, req.mask, req.attributes)
+    except UserError:
         return None
-    joint = state.model(JOINT_MODEL)
-    conds = conditions_from(joint, None, mask, attrs)
-    title = f"joint LDM ({' + '.join(name for name, _, _ in inputs)})"
-    return title, JOINT_MODEL, joint, conds, "collaborative"
+    return CompareRun(joint_method(state.model(JOINT_MODEL)), JOINT_MODEL, conds)
 
 
-def compare_stream(state: AppState, model_name: str, text: str, mask_value: Any, seed: Any, steps: Any,
-                   rule: str, progress: Progress | None = None, attributes: Any = None,
-                   controls: C.Controls | None = None):
-    """Each given modality alone, composable and collaborative from one seed (and the jointly
-    trained baseline on its conditions when installed), yielding the gallery as it fills; captions
-    carry the evaluator's mask mIoU and attribute reading when one is installed."""
-    model, conds, mask, seed, steps = _mixed_inputs(state, model_name, text, mask_value, attributes, seed, steps,
-                                                    "the comparison")
-    name = state.resolve(model_name)
-    runs = [(f"{n} only", name, model, {n: c}, "collaborative") for n, c in conds.items()]
-    runs += [(COMPARE_TITLES[m], name, model, conds, m) for m in ("composable", "collaborative")]
-    steered = {}  # title -> strength / window of the run that shows the controls' effect
+def compare_runs(state: AppState, req: Request, controls: C.Controls | None = None) -> list[CompareRun]:
+    """The evaluation's methods on the given modalities (each alone, composable, collaborative),
+    collaborative steered by `controls` when they are set, then the joint baseline when it can read
+    the same conditions."""
+    model = state.model(req.model_name)
+    runs = [CompareRun(m, req.model_name, {n: req.conds[n] for n in m.modalities})
+            for m in default_methods(model, tuple(req.conds), ablations=False)]
     if controls is not None and not controls.is_default:
-        runs.append(("collaborative, steered", name, model, conds, "collaborative"))
-        steered["collaborative, steered"] = controls.handles(model, conds)
-    joint = _joint_run(state, model_name, mask, read_attributes(attributes))
-    if joint is not None:
-        runs.append(joint)
+        runs.append(CompareRun(Method("collaborative, steered", tuple(req.conds)), req.model_name, req.conds,
+                               controls.handles(model, req.conds)))
+    joint = _joint_run(state, req)
+    return runs + ([joint] if joint else [])
+
+
+def compare_stream(state: AppState, req: Request, progress: Progress | None = None,
+                   stop: threading.Event | None = None, controls: C.Controls | None = None):
+    """Every method from one seed, the gallery filling as each finishes; captions carry the
+    evaluator's mask mIoU and attribute reading when one is installed."""
     progress = progress or _no_progress
+    yield CompareView(waiting_note(state, req.model_name) or "starting", seed=req.seed, steps=req.steps)
+    runs = compare_runs(state, req, controls)
     ev = state.get_evaluator()
 
     def work(report, cancelled):
         out = []
-        for k, (title, net_name, net, cs, mode) in enumerate(runs):
-            progress((k, len(runs)), desc=title)
-            with state.busy(net_name):
-                res = generate(net, cs, mode=mode, steps=steps, eta=1.0, seed=seed,
-                               rule=(rule or None) if net.diffusers else None,
-                               callback=lambda step: _stopper(cancelled), **steered.get(title, {}))
+        for k, run in enumerate(runs):
+            progress((k, len(runs)), desc=run.method.name)
+            net = state.model(run.model_name)
+            with state.turn(run.model_name, cancelled, waiting(report, progress, CompareView)):
+                res = generate(net, run.conds, mode=run.method.mode, steps=req.steps, eta=1.0, seed=req.seed,
+                               rule=(req.rule or None) if net.diffusers else None,
+                               callback=lambda step: raise_if_stopped(cancelled), **run.handles)
             img = res.images[0]
-            title = f"{title}: {C.describe(res.settings)}" if title in steered else title
-            out.append((img, title if ev is None else f"{title} | {_metrics_caption(ev, img, mask)}"))
-            report(list(out))
+            learned = run.method.mode == "collaborative" and len(run.conds) > 1 and net.diffusers
+            title = f"{run.method.name} (rule {res.settings.rule})" if learned else run.method.name
+            title += f": {C.describe(res.settings)}" if run.handles else ""
+            out.append((img, title if ev is None else f"{title}; {_metrics_caption(ev, img, req.mask)}"))
+            report(CompareView(f"{k + 1} of {len(runs)} runs finished", list(out)))
         return out
 
-    for kind, payload in _Stream(work):
+    for kind, payload in run_in_thread(work, stop):
         if kind == "update":
             yield payload
-
-
-# ---------------------------------------------------------------- Edit
-
-
-def check_face(state: AppState, image: np.ndarray) -> None:
-    """Refuse images in which the evaluator's parser finds no face (when an evaluator is installed)."""
-    ev = state.get_evaluator()
-    if ev is None:
-        return
-    labels = ev.parse(image[None])[0]
-    face = np.isin(labels, [1, 2, 4, 5, 10, 11, 12]).mean()  # skin, nose, eyes, mouth, lips
-    if face < 0.04:
-        raise UserError(f"no face found in this image (the face parser sees {face:.1%} face pixels); "
-                        "upload a frontal, centred face photo")
-
-
-def parse_to_mask(state: AppState, model_name: str, image: Any) -> dict:
-    """The parser's mask of an uploaded face, to start the mask editor from."""
-    ev = state.get_evaluator()
-    if ev is None:
-        raise UserError("no face parser is installed (checkpoints/evaluator); start from an example mask instead")
-    pixels = read_face(image, state.model(model_name).config.image_size)
-    return _painter_value(ev.parse(pixels[None])[0])
-
-
-def edit_settings(preset: str, seed: int) -> EditSettings:
-    if preset not in ("fast", "faithful"):
-        raise UserError(f"unknown preset {preset!r}; choose fast or faithful")
-    settings = EditSettings.official() if preset == "faithful" else EditSettings.fast()
-    return replace(settings, seed=seed)
-
-
-def edit_stream(state: AppState, model_name: str, image: Any, text: str, mask_value: Any, alpha: Any,
-                preset: str, seed: Any, steps: int = 50, strip: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
-                progress: Progress | None = None, attributes: Any = None):
-    """Yields (status, edited image, alpha strip) through the optimisation stages, then the result."""
-    if image is None:
-        raise UserError("upload a face image to edit")
-    text, mask, attrs = read_text(text), read_mask(mask_value), read_attributes(attributes)
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise UserError(f"alpha must be a number, got {alpha!r}") from None
-    if not 0.0 <= alpha <= MAX_ALPHA:
-        raise UserError(f"alpha must be between 0 and {MAX_ALPHA}, got {alpha}")
-    seed = read_seed(seed)
-    steps, _, _ = check_numbers(steps)
-    model = state.model(model_name)
-    targets = conditions_from(model, text, mask, attrs)
-    pixels = read_face(image, model.config.image_size)
-    check_face(state, pixels)
-    settings = edit_settings(preset, seed)
-    progress = progress or _no_progress
-
-    def work(report, cancelled):
-        def on_iteration(stage: str, done: int, total: int, loss: float) -> None:
-            progress((done, total), desc=stage)
-            if done % 10 == 0 or done == total:
-                report(f"{stage}: {done}/{total} (loss {loss:.4f})")
-
-        with state.busy(model_name):
-            session = edit(model, pixels, targets, settings=settings, progress=on_iteration, cancel=cancelled)
-            report("sampling the edit")
-            progress(None)
-            main = for_display(session.sample(model, alpha, steps=steps, seed=seed,
-                                              callback=lambda step: _stopper(cancelled)).images[0])
-            report(("main", main))
-            results = []
-            for k, a in enumerate(strip):
-                progress((k, len(strip)), desc="alpha strip")
-                image = session.sample(model, a, steps=steps, seed=seed, callback=lambda step: _stopper(cancelled))
-                results.append((image.images[0], f"alpha {a}"))
-        return main, results
-
-    main = None
-    for kind, payload in _Stream(work):
-        if kind == "update" and isinstance(payload, tuple):
-            main = payload[1]
-            yield "sampling the alpha strip", main, []
-        elif kind == "update":
-            yield payload, main, []
+        elif kind == "stopped":
+            yield CompareView("stopped (the gallery holds the runs that finished)")
         else:
-            main, results = payload
-            yield f"done ({preset} preset, alpha {alpha:g}, seed {seed})", main, [(pixels, "input")] + results
-
-
-# ---------------------------------------------------------------- examples, palette, about
-
-
-def palette_html() -> str:
-    chips = "".join(
-        f'<span style="display:inline-block;margin:2px 8px 2px 0;white-space:nowrap">'
-        f'<span style="display:inline-block;width:12px;height:12px;background:rgb{rgb};border:1px solid #888;'
-        f'vertical-align:middle"></span> {i} {name}</span>' for i, (name, rgb) in enumerate(zip(DISPLAY_NAMES, PALETTE)))
-    return f'<div style="font-size:12px;line-height:1.6">{chips}</div>'
-
-
-def brush_colours() -> list[str]:
-    return ["#%02x%02x%02x" % rgb for rgb in PALETTE]
-
-
-def brush_colour(class_name: str) -> str:
-    if class_name not in DISPLAY_NAMES:
-        raise UserError(f"unknown class {class_name!r}; choose one of {', '.join(DISPLAY_NAMES)}")
-    return brush_colours()[DISPLAY_NAMES.index(class_name)]
-
-
-def example_files(kind: str) -> list[str]:
-    d = EXAMPLES_DIR / kind
-    return sorted(str(p) for p in d.glob("*.png")) if d.exists() else []
-
-
-def example_captions() -> list[str]:
-    f = EXAMPLES_DIR / "captions.txt"
-    if f.exists():
-        return [line.strip() for line in f.read_text().splitlines() if line.strip()]
-    return ["This man has beard of medium length. He is in his thirties.", "She is in her twenties."]
-
-
-def about_markdown(state: AppState, model_name: str | None = None) -> str:
-    name = model_name or state.default_model
-    loaded = state.models.get(name)
-    what = (f"`{name}`: {loaded.config.image_size}x{loaded.config.image_size}, modalities "
-            f"{', '.join(loaded.names)}, default rule `{loaded.config.default_rule}`" if loaded
-            else f"`{name}` (loads on first use)")
-    evaluator = "installed" if state.has_evaluator() else "not installed (no metrics in Compare, no parser mask in Edit)"
-    return f"""
-**Collaborative Diffusion** (Huang, Chan, Jiang, Liu — CVPR 2023) joins pre-trained uni-modal diffusion
-models — here text-to-face and mask-to-face — without retraining them. Small *dynamic diffusers*
-predict, for every pixel and every denoising step, how much to trust each model; the noise
-predictions are mixed with those weights (a per-pixel softmax). Editing (Algorithm 3) fine-tunes each
-collaborator on your image, Imagic-style, then samples collaboratively.
-
-- Model: {what}
-- Device: `{state.device}`, torch {torch.__version__}, {torch.get_num_threads()} threads
-- Evaluator (face parser + attribute classifier): {evaluator}
-
-**Responsible use.** Synthetic and edited faces can be misused to impersonate people, deceive, or
-fabricate evidence; the paper's authors caution against such use in their discussion of societal
-impact, and so do we. Do not edit images of real people without their consent, and label generated
-images as synthetic. The embedded demo model was trained only on procedurally rendered faces made by
-this project: it has never seen a photograph and knows no real person.
-"""
+            yield CompareView(f"done: {len(payload)} runs from seed {req.seed}, {req.steps} steps", payload, req.seed,
+                              req.steps, req.record(methods=[r.method.name for r in runs]))

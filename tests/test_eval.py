@@ -27,6 +27,11 @@ def test_held_out_pairs_are_deterministic_and_unseen():
 def test_default_methods_are_generic_over_modalities():
     names = [m.name for m in default_methods(tiny_model())]
     assert names == ["mask only", "text only", "composable", "collaborative", "w/o spatial", "w/o temporal"]
+    # the app's Compare tab: the given modalities, without the ablations
+    rows = default_methods(tiny_model(), ("text", "mask"), ablations=False)
+    assert [(m.name, m.modalities, m.mode) for m in rows] == [
+        ("text only", ("text",), "collaborative"), ("mask only", ("mask",), "collaborative"),
+        ("composable", ("text", "mask"), "composable"), ("collaborative", ("text", "mask"), "collaborative")]
 
 
 def test_small_evaluation_runs_and_reports_every_method(tmp_path):

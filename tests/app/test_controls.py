@@ -1,5 +1,6 @@
 """The app's handles on the mix: widgets' values -> strength / window by modality name -> the runs."""
 import inspect
+import json
 import warnings
 
 import numpy as np
@@ -10,7 +11,7 @@ from collab.pipeline import generate
 from collab_app import controls as C
 from collab_app import handlers as h
 from tests.app.conftest import face_mask
-from tests.app.test_handlers import TEXT, painter
+from tests.app.test_handlers import TEXT, gen_request, mixed_request, painter
 
 DEFAULT = (1.0, 0.0, 1.0) * 3
 
@@ -79,39 +80,41 @@ def test_generate_with_controls_is_the_package_call_and_says_so(state):
     region = np.zeros((32, 32), bool)
     region[8:16] = True
     c = C.read(*values(text=(4.0, 0.0, 1.0), mask=(1.0, 0.0, 0.5), brush=brush(region)))
-    *_, (images, _, status) = h.generate_stream(state, "", TEXT, painter(face_mask()), 2, 4, 1.0, "ddim", 1, "",
-                                                controls=c)
+    req = gen_request(state, mask=painter(face_mask()), seed=2, steps=4)
+    *_, final = h.generate_stream(state, req, controls=c)
     strength = np.where(region, 16.0, 4.0).astype(np.float32)
     direct = generate(state.model(), {"mask": face_mask(), "text": TEXT}, steps=4, seed=2, eta=1.0,
                       strength={"text": strength}, window={"mask": (0.0, 0.5)})
-    assert np.array_equal(np.stack(images), direct.images)
-    assert "strength text=map 8x8" in status and "window mask=0:0.5" in status
-    *_, (plain, _, _) = h.generate_stream(state, "", TEXT, painter(face_mask()), 2, 4, 1.0, "ddim", 1, "",
-                                          controls=C.read(*values()))
-    assert not np.array_equal(np.stack(plain), direct.images)
+    assert np.array_equal(np.stack(final.images), direct.images)
+    assert "strength text=map 8x8" in final.status and "window mask=0:0.5" in final.status
+    settings = json.loads(final.settings)  # the result's settings carry the handles too
+    assert settings["strength"]["text"].startswith("map 8x8") and settings["window"]["mask"] == [0.0, 0.5]
+    *_, plain = h.generate_stream(state, req, controls=C.read(*values()))
+    assert not np.array_equal(np.stack(plain.images), direct.images)
 
 
 def test_influence_shows_the_window_and_states_it(state):
     c = C.read(*values(mask=(1.0, 0.0, 0.5)))
-    *_, (run, _, fig) = h.influence_stream(state, "", TEXT, painter(face_mask()), 0, 5, "paper", controls=c)
-    assert "handles: window mask=0:0.5" in run.summary
-    mask_line = fig.axes[0].lines[0].get_ydata()  # mean mask weight per step, first region
+    req = mixed_request(state, mask=painter(face_mask()), seed=0, steps=5, rule="paper")
+    *_, final = h.influence_stream(state, req, controls=c)
+    assert "handles: window mask=0:0.5" in final.run.summary and "window mask=0:0.5" in final.status
+    mask_line = final.plot.axes[0].lines[0].get_ydata()  # mean mask weight per step, first region
     assert np.all(mask_line[3:] == 0) and np.all(mask_line[:3] > 0)
-    *_, (plain, _, _) = h.influence_stream(state, "", TEXT, painter(face_mask()), 0, 5, "paper")
-    assert "every strength 1" in plain.summary
+    *_, plain = h.influence_stream(state, req)
+    assert "every strength 1" in plain.run.summary
 
 
 def test_compare_adds_the_steered_run_only_when_controls_are_set(state):
     c = C.read(*values(text=(8.0, 0.0, 1.0)))
-    final = list(h.compare_stream(state, "", TEXT, painter(face_mask()), 1, 3, "paper", controls=c))[-1]
+    req = mixed_request(state, mask=painter(face_mask()), seed=1, steps=3, rule="paper", what="the comparison")
+    final = list(h.compare_stream(state, req, controls=c))[-1].gallery
     titles = [t for _, t in final]
-    assert titles[:4] == ["mask only", "text only", "composable (equal weights)", "collaborative"]
-    assert titles[4] == "collaborative, steered: strength text=8"
+    assert titles[:4] == ["mask only", "text only", "composable", "collaborative (rule paper)"]
+    assert titles[4] == "collaborative, steered (rule paper): strength text=8"
     steered = generate(state.model(), {"mask": face_mask(), "text": TEXT}, steps=3, seed=1, rule="paper",
                        strength={"text": 8.0})
     assert np.array_equal(final[4][0], steered.images[0]) and not np.array_equal(final[4][0], final[3][0])
-    default = list(h.compare_stream(state, "", TEXT, painter(face_mask()), 1, 3, "paper",
-                                    controls=C.read(*values())))[-1]
+    default = list(h.compare_stream(state, req, controls=C.read(*values())))[-1].gallery
     assert len(default) == 4
 
 
@@ -128,10 +131,17 @@ def test_taking_controls_puts_the_widgets_values_before_progress():
     wrapped = C.taking_controls(run, widgets)
     params = list(inspect.signature(wrapped).parameters)
     assert params[:3] == ["model", "text", "use"] and params[-1] == "progress" and len(params) == 16
+    assert params[3:6] == ["text_strength", "text_start", "text_end"] and params[-4:-1] == list(C.NAMES[-3:])
     marker = object()
     assert list(wrapped("m", "t", True, *values(text=(2.0, 0.0, 1.0)), marker)) == ["done"]
     assert seen["controls"].strength["text"] == 2.0 and seen["progress"] is marker and seen["use"] is True
     assert inspect.isgeneratorfunction(wrapped)
+    # controls left out (an API call naming only some parameters) are the defaults: the learned mix
+    assert list(wrapped("m", "t", mask_end=0.5)) == ["done"]
+    assert seen["controls"].window["mask"] == (0.0, 0.5) and seen["controls"].strength["text"] == 1.0
+    assert list(wrapped("m", "t")) == ["done"] and seen["controls"].is_default
+    with pytest.raises(C.ControlError, match="text strength must be between 0 and 16"):
+        list(wrapped("m", "t", text_strength=99))
 
 
 def test_the_page_has_the_controls_and_passes_them(state):
@@ -140,6 +150,29 @@ def test_the_page_has_the_controls_and_passes_them(state):
     demo = build_app(state)
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     assert {"ctl-text-strength", "ctl-mask-start", "ctl-mask-end", "ctl-lead-canvas", "gen-controls"} <= ids
-    gen = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
-    assert len(gen.inputs) == 11 + 12
+    for name in ("generate", "influence", "compare"):  # the three jobs take the same controls
+        job = next(fn for fn in demo.fns.values() if fn.api_name == name)
+        assert [b._id for b in job.inputs[-12:]] == [b._id for b in gen_inputs(demo)[-12:]]
+    api = demo.get_api_info()["named_endpoints"]["/generate"]["parameters"]
+    assert [p["parameter_name"] for p in api[-12:]] == list(C.NAMES)
+    assert all(fn.queue for fn in demo.fns.values() if fn.fn is not None and fn.name != "load_example")
     assert torch.get_num_threads() == 1
+
+
+def gen_inputs(demo):
+    return next(fn for fn in demo.fns.values() if fn.api_name == "generate").inputs
+
+
+def test_a_bad_control_is_refused_before_the_job_runs(state):
+    """The page's check step reads the controls: a bad value is a message, and no job starts."""
+    import gradio as gr
+
+    from collab_app.ui import build_app
+
+    demo = build_app(state)
+    gen = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
+    check = next(fn for fn in demo.fns.values() if fn.inputs == gen.inputs and fn.api_name != "generate")
+    values_ = [state.default_model, TEXT, None, 0, False, 2, 1.0, "ddim", 1, "", False, []]
+    with pytest.raises(gr.Error, match="mask window must satisfy"):
+        check.fn(*values_, *values(mask=(1.0, 0.9, 0.1)), None)
+    assert check.fn(*values_, *values(), None) is None

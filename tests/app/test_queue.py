@@ -1,5 +1,8 @@
 """The launched app under load, through gradio_client: 20 concurrent requests, each answered with
-its own seed's image; with a small queue, the overflow is told so, nothing is silently dropped."""
+its own seed's image, those that wait told how many jobs are ahead; with a small queue, the
+overflow is told so, nothing is silently dropped."""
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -31,12 +34,13 @@ def test_twenty_concurrent_requests_are_all_served_unmixed(state):
     demo = _launch(state, max_size=32)
     try:
         client = Client(demo.local_url, verbose=False)
-        jobs = {seed: client.submit(state.default_model, TEXT, None, seed, 2, 1.0, "ddim", 1, "",
-                                    api_name="/generate") for seed in range(20)}
+        jobs = {seed: client.submit(model=state.default_model, text=TEXT, seed=seed, steps=2, api_name="/generate")
+                for seed in range(20)}
         results = {seed: job.result(timeout=600) for seed, job in jobs.items()}
+        statuses = [out[2] for job in jobs.values() for out in job.outputs()]
         # a user mistake reaches the client as the page's message, not a stack trace
         with pytest.raises(Exception, match="give a condition this model reads") as err:
-            client.predict(state.default_model, "", None, 0, 2, 1.0, "ddim", 1, "", api_name="/generate")
+            client.predict(model=state.default_model, text="", api_name="/generate")
         assert "Traceback" not in str(err.value)
     finally:
         demo.close()
@@ -44,7 +48,10 @@ def test_twenty_concurrent_requests_are_all_served_unmixed(state):
     for seed, out in results.items():
         expected = generate(model, {"text": TEXT}, steps=2, eta=1.0, seed=seed).images[0]
         assert np.array_equal(_first_image(out), expected), f"request with seed {seed} got another image"
-        assert f"seed={seed}" in out[2]
+        assert f"seed {seed}" in out[2] and out[3] == seed  # the seed used comes back in its own field
+    # jobs on one model run one at a time; those that wait say behind how many (the page shows the same)
+    waits = [s for s in statuses if s.startswith("waiting")]
+    assert waits and all(re.fullmatch(r"waiting(: | for model `.*`: )\d+ job\(s\) ahead", s) for s in waits)
 
 
 def test_a_full_queue_refuses_clearly(state):
@@ -54,7 +61,7 @@ def test_a_full_queue_refuses_clearly(state):
     demo = _launch(state, max_size=2)
     try:
         client = Client(demo.local_url, verbose=False)
-        jobs = [client.submit(state.default_model, TEXT, None, seed, 40, 1.0, "ddim", 1, "", api_name="/generate")
+        jobs = [client.submit(model=state.default_model, text=TEXT, seed=seed, steps=40, api_name="/generate")
                 for seed in range(20)]
         served, refused = 0, 0
         for job in jobs:

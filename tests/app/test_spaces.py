@@ -10,6 +10,8 @@ import torch
 
 import app
 from collab_app import ui
+from collab_app import widgets as w
+from collab_app.edit_job import edit_seconds
 
 
 def test_gpu_duration_is_asked_per_job(monkeypatch):
@@ -17,14 +19,25 @@ def test_gpu_duration_is_asked_per_job(monkeypatch):
     fake = types.SimpleNamespace(GPU=lambda duration: (lambda fn: asked.append(duration) or fn))
     monkeypatch.setitem(sys.modules, "spaces", fake)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    job = ui._gpu(lambda: "ran", duration=ui._edit_seconds)
-    assert job() == "ran" and asked == [ui._edit_seconds]
-    assert ui._edit_seconds("demo", None, "", None, 1.0, "fast") == 60
-    assert ui._edit_seconds("demo", None, "", None, 1.0, "faithful") == 180 > 60  # longer than the default
-    assert ui._edit_seconds("official_256", None, "", None, 1.0, "faithful") == 720
+    job = w.gpu(lambda: "ran", duration=edit_seconds)
+    assert job() == "ran" and asked == [edit_seconds]
+    assert edit_seconds("demo", None, "", None, 1.0, "fast") == 60
+    assert edit_seconds("demo", None, "", None, 1.0, "faithful") == 180 > 60  # longer than the default
+    assert edit_seconds("official_256", None, "", None, 1.0, "faithful") == 720
+    assert edit_seconds(model="official_256", preset="fast") == 240  # called with named inputs
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     plain = lambda: None  # noqa: E731
-    assert ui._gpu(plain, 90) is plain and asked == [ui._edit_seconds]
+    assert w.gpu(plain, 90) is plain and asked == [edit_seconds]
+
+
+def test_each_job_asks_for_its_own_gpu_time(monkeypatch, state):
+    """The page wires each public job through `spaces.GPU` with its duration."""
+    asked = {}
+    fake = types.SimpleNamespace(GPU=lambda duration: (lambda fn: asked.setdefault(fn.__name__, duration) and fn))
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    ui.build_app(state)
+    assert asked == {"generate": 60, "edit": edit_seconds, "influence": 90, "compare": 120}
 
 
 def test_zero_gpu_is_recognised_from_its_environment(monkeypatch):
@@ -56,13 +69,13 @@ def test_warm_up_loads_the_model_and_its_pretrained_text_backbone(tmp_path):
 def test_old_output_files_are_deleted_while_the_app_runs(state):
     state.files_max_age_s = 1.0
     folder = state.files_dir()
-    old, new = ui._image_file(np.zeros((4, 4, 3), np.uint8), folder), ui._image_file(np.ones((4, 4, 3), np.uint8), folder)
+    old, new = w._image_file(np.zeros((4, 4, 3), np.uint8), folder), w._image_file(np.ones((4, 4, 3), np.uint8), folder)
     sub = folder / "influence_x"
     sub.mkdir()
     past = time.time() - 10
     for path in (old, new, sub):
         os.utime(path, (past, past))
-    ui._image_file(np.ones((4, 4, 3), np.uint8), folder)  # sent again: in use
+    w._image_file(np.ones((4, 4, 3), np.uint8), folder)  # sent again: in use
     state._cleaned = 0.0
     assert state.files_dir() == folder
     assert not os.path.exists(old) and not sub.exists() and os.path.exists(new)
