@@ -57,6 +57,8 @@ VARIANTS = (
             batch_size=4),
     Variant("f4c3_nonorm_whole_lr1e3", replace(F4, norm_groups=0), "f=4 without normalisation, learning rate 1e-3",
             batch_size=4, lr=1e-3),
+    Variant("f4c3_nonorm_whole_rgb", replace(F4, norm_groups=0, rgb_shortcut=True),
+            "f=4 without normalisation + the parameter-free colour path (rgb_shortcut)", batch_size=4),
     Variant("f8c4_nonorm_whole", replace(BASE, z_channels=4, embed_dim=4, norm_groups=0),
             "no normalisation at all (flat colours are not re-centred), 4 channels, whole faces", batch_size=4),
     Variant("f4c3_nonorm_whole_adv", replace(F4, norm_groups=0), "f=4 without normalisation + patch discriminator (hinge)",
