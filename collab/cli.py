@@ -172,6 +172,8 @@ def _match(model, given: Given) -> dict[str, Any]:
     match = match_conditions(model.config, raws, {name: f"--{name}" for name in kinds.inputs()})
     if match.unread:
         raise UsageError(f"this model has no {', '.join(match.unread)} modality (it has {', '.join(model.names)})")
+    for name, raw in match.conditions.items():  # its adapter reads it now: a bad value fails before sampling
+        model.prepare(name, [raw])
     return match.conditions
 
 
