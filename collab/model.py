@@ -45,8 +45,6 @@ class CollaborativeModel(nn.Module):
         self.schedule = DiffusionSchedule.linear(cfg.timesteps, cfg.linear_start, cfg.linear_end)
         self._inputs: dict[str, ConditionInput] | None = None  # raw-input adapters, made on first use
         self.tokenizer = tokenizer  # travels with the model: save_pretrained writes its vocabulary
-        self.compile_unets = False  # see optimize_for
-        self._compiled: dict[tuple[str, str], nn.Module] = {}
 
     # ------------------------------------------------------------ loading and saving
 
@@ -138,21 +136,17 @@ class CollaborativeModel(nn.Module):
                 net.compute_dtype = compute_dtype
         return self
 
-    def optimize_for(self, device: str | torch.device | None = None, *,
-                     compile_unets: bool = False) -> CollaborativeModel:
+    def optimize_for(self, device: str | torch.device | None = None) -> CollaborativeModel:
         """The speed switches for running on `device` (default: where the model is), turned on
         explicitly; they change how the model computes, not what (equal up to float rounding).
 
         CPU: the UNets' weights channels-last (oneDNN's fast convolution layout, about 1.5x at 256
-        shapes; it also makes the transformers' token reshapes free). `compile_unets=True` also runs the
-        UNets through `torch.compile` (made per input signature on first use, which takes minutes on
-        a small CPU; see README "Speed and memory" for when it pays). `load_model` calls this.
+        shapes; it also makes the transformers' token reshapes free). Eager execution is kept: the
+        TorchScript traces used before are deprecated, and `torch.compile` costs minutes per input
+        shape on a small CPU for no reliable gain (README, "Speed and memory"). `load_model` calls this.
         """
         device = torch.device(device) if device is not None else self.device
-        self.use_channels_last(device.type == "cpu")
-        self.compile_unets = compile_unets
-        self._compiled.clear()
-        return self
+        return self.use_channels_last(device.type == "cpu")
 
     def with_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> UNetModel:
         """A new collaborator module for `name` that uses `tensors` where given and shares every other
@@ -175,13 +169,7 @@ class CollaborativeModel(nn.Module):
         """collaborators[name] or diffusers[name] (or `net` standing in for it) on (x_t, t, context)."""
         if net is not None:
             return net(x_t, t, context)
-        net = getattr(self, part)[name]
-        if not self.compile_unets or torch.is_grad_enabled():
-            return net(x_t, t, context)
-        fast = self._compiled.get((part, name))
-        if fast is None:  # compiled graphs read the live parameters: edited weights are used
-            fast = self._compiled[(part, name)] = torch.compile(net, dynamic=False)
-        return fast(x_t, t, context)
+        return getattr(self, part)[name](x_t, t, context)
 
     def use_channels_last(self, enabled: bool = True) -> CollaborativeModel:
         """NHWC weights for the UNets: oneDNN's fast convolution layout on CPU (about 1.5x at 256

@@ -250,3 +250,4 @@ def test_handle_errors_name_the_problem(model):
         generate(model, CONDS, steps=2, strength={"mask": -2})
     with pytest.raises(ValueError, match="no modality takes part in step 2 of 3"):
         generate(model, CONDS, steps=3, window={"mask": (0, 0.2), "text": (0.8, 1)})
+
