@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from collab import kinds
 from collab.config import load_config
 from collab.encoders import build_encoder
 from collab.schedule import DiffusionSchedule
@@ -26,20 +27,9 @@ from collab.unet import UNetModel
 
 
 def fake_condition(kind: str, encoder_config, batch: int, g: torch.Generator):
-    from collab.encoders import PretrainedTextEncoderConfig
-
-    if isinstance(encoder_config, PretrainedTextEncoderConfig):  # the trainer feeds cached frozen states
-        return torch.randn((batch, encoder_config.max_seq_len, encoder_config.width), generator=g)
-    if kind == "text":
-        return torch.randint(0, encoder_config.vocab_size, (batch, encoder_config.max_seq_len), generator=g)
-    if kind in ("mask", "mask_grid"):
-        labels = torch.randint(0, 19, (batch, 1024), generator=g)
-        return torch.nn.functional.one_hot(labels, 19).transpose(1, 2).float()
-    if kind == "attributes":
-        return torch.randint(0, 2, (batch, len(encoder_config.names)), generator=g).float()
-    if kind == "joint":
-        return {p.name: fake_condition(p.kind, p.encoder, batch, g) for p in encoder_config.parts}
-    raise ValueError(kind)
+    """Random encoder input of the right shape (cached frozen states for a pre-trained text encoder,
+    as the trainer feeds it): the registered kind's `example`."""
+    return kinds.kind_of(encoder_config).example(encoder_config, batch, g)
 
 
 def seconds_per_step(step, steps: int) -> float:

@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 
 from collab import validate
 from collab.config import ModelConfig, check_config, load_config, shipped_configs
-from collab.encoders import PretrainedTextEncoderConfig
 from collab.model import CollaborativeModel
 from collab.tokenizer import WordPieceTokenizer, find_vocab
 
@@ -324,8 +323,9 @@ def _pick_config(config: str | Path | ModelConfig | None, files: list, layouts: 
 def needs_vocab(cfg: ModelConfig) -> bool:
     """Does a text encoder of this model read a WordPiece vocabulary (official BERT or trained from
     scratch)? Pre-trained encoders bring their own tokenizer."""
-    return any(kind == "text" and not isinstance(enc, PretrainedTextEncoderConfig)
-               for m in cfg.modalities for _, kind, enc in m.inputs())
+    from collab import kinds
+
+    return any(kinds.kind_of(enc).needs_vocab for m in cfg.modalities for _, _, enc in m.inputs())
 
 
 def _finish(model: CollaborativeModel, vocab: str | Path | None, device: str | torch.device,

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from collab import validate
+from collab import kinds, validate
 from collab.combination import MODES, RULES
 from collab.editing import EDIT_PRESETS, preset_name
 from collab.samplers import SAMPLERS
@@ -41,6 +41,17 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (cuda when present)")
     g.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
                    help="precision of the UNets (encoders and VAE stay float32)")
+
+
+def _add_condition_args(p: argparse.ArgumentParser, what: str = "") -> None:
+    """--cond NAME=VALUE for any modality, and one flag per input a registered kind reads (--text,
+    --mask, --attributes, ...) as its shorthand."""
+    g = p.add_argument_group("conditions")
+    g.add_argument("--cond", action="append", default=[], metavar="NAME=VALUE",
+                   help=f"a {what}condition of any modality of the model, by its name or the input it reads, "
+                        "e.g. attributes=male,beard or text='He is old.' (repeatable)")
+    for name, kind in kinds.inputs().items():
+        g.add_argument(f"--{name}", help=f"{what}{name} condition: {kind.help}")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, mode_choice: bool) -> None:
@@ -69,9 +80,8 @@ def _add_sampling_args(p: argparse.ArgumentParser, mode_choice: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="collab", description="Collaborative Diffusion: multi-modal face generation")
     sub = ap.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="text + mask (or either) -> faces")
-    gen.add_argument("--text", help="text condition, e.g. 'This man has beard of medium length. He is in his thirties.'")
-    gen.add_argument("--mask", type=Path, help="mask PNG (palette label indices, or the official colours)")
+    gen = sub.add_parser("generate", help="any conditions of the model's modalities (text, mask, ...) -> faces")
+    _add_condition_args(gen)
     _add_model_args(gen)
     _add_sampling_args(gen, mode_choice=True)
     t2i = sub.add_parser("text2image", help="text collaborator alone")
@@ -84,8 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(m2i, mode_choice=False)
     ed = sub.add_parser("edit", help="edit a real face towards a target text and/or mask (Algorithm 3)")
     ed.add_argument("--image", type=Path, required=True, help="input face (any size: centre-cropped and resized)")
-    ed.add_argument("--text", help="target text")
-    ed.add_argument("--mask", type=Path, help="target mask PNG")
+    _add_condition_args(ed, "target ")
     ed.add_argument("--alpha", type=float, default=1.0, help="interpolation alpha*c_target + (1-alpha)*c_opt")
     ed.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0],
                     help="alpha values of the strip")
@@ -118,23 +127,59 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _conditions(args: argparse.Namespace) -> dict[str, Any]:
-    """Validate raw conditions up front (before loading gigabytes)."""
-    from collab.masks import load_mask
+@dataclass
+class Given:
+    """The conditions on the command line: parsed ones by name or input, and --cond values whose
+    name is a modality's (parsed once the model says its kind); `shown` as typed, for settings."""
 
-    conds: dict[str, Any] = {}
-    text = getattr(args, "text", None)
-    if text is not None:
-        if not validate.text("--text", text).strip():
-            raise UsageError("--text is empty")
-        conds["text"] = text
-    mask = getattr(args, "mask", None)
-    if mask is not None:
-        conds["mask"] = load_mask(mask)
-    return conds
+    raws: dict[str, Any] = field(default_factory=dict)
+    later: dict[str, str] = field(default_factory=dict)
+    shown: dict[str, str] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        return [*self.raws, *self.later]
 
 
-def _handles(args: argparse.Namespace, conds: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[float, float]]]:
+def _conditions(args: argparse.Namespace) -> Given:
+    """Read and validate the conditions up front (before loading gigabytes): the flags, and every
+    --cond whose name is an input a kind reads (text, mask, ...)."""
+    inputs, given = kinds.inputs(), Given()
+    items = [(name, getattr(args, name), f"--{name}") for name in inputs if getattr(args, name, None) is not None]
+    for item in getattr(args, "cond", None) or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise UsageError(f"--cond takes NAME=VALUE, got {item!r}")
+        items.append((name, value, f"--cond {name}"))
+    for name, value, flag in items:
+        if name in given.shown:
+            raise UsageError(f"{flag}: the {name} condition is given twice")
+        given.shown[name] = str(value)
+        if name in inputs:
+            given.raws[name] = inputs[name].parse(str(value), flag)
+        else:
+            given.later[name] = str(value)
+    return given
+
+
+def _match(model, given: Given) -> dict[str, Any]:
+    """The run's conditions, matched to the loaded model's modalities (`collab.matching`)."""
+    from collab.matching import match_conditions
+
+    raws = dict(given.raws)
+    for name, value in given.later.items():
+        if name not in model.names:
+            raise UsageError(f"--cond {name}: this model has no {name} modality (it has {', '.join(model.names)})")
+        encoder = model.config.modality(name).encoder
+        raws[name] = kinds.kind_of(encoder).parse(value, f"--cond {name}")
+    match = match_conditions(model.config, raws, {name: f"--{name}" for name in kinds.inputs()})
+    if match.unread:
+        raise UsageError(f"this model has no {', '.join(match.unread)} modality (it has {', '.join(model.names)})")
+    for name, raw in match.conditions.items():  # its adapter reads it now: a bad value fails before sampling
+        model.prepare(name, [raw])
+    return match.conditions
+
+
+def _handles(args: argparse.Namespace, conds: list[str]) -> tuple[dict[str, Any], dict[str, tuple[float, float]]]:
     """--strength NAME=S and --window NAME=START:END, checked before a model is loaded (whether the
     windows cover every step is checked by `generate`, which knows the schedule)."""
     from collab.combination import strength_value, window_value
@@ -234,20 +279,18 @@ def run_generate(args: argparse.Namespace) -> int:
     from collab.registry import load_model
     from collab.visualize import StepRecorder, grid, influence_grid
 
-    conds = _conditions(args)
-    if not conds:
-        raise UsageError("give --text and/or --mask")
+    given = _conditions(args)
+    if not given.shown:
+        raise UsageError(f"give a condition: --cond NAME=VALUE or {', '.join(f'--{n}' for n in kinds.inputs())}")
     _check_common(args)
-    strength, window = _handles(args, conds)
+    strength, window = _handles(args, given.names())
     stems = [f"{args.seed:06d}_{i:02d}" for i in range(args.batch_size)]
     _check_targets(args.out, [f"{s}{x}.png" for s in stems for x in ("", "_influence", "_x_t", "_pred_x0")]
                    + [f"{args.seed:06d}_settings.json"])
     device = resolve_device(args.device)
     model = load_model(args.model, ckpt=args.ckpt, config=args.config, vocab=args.vocab, trusted=args.trust_checkpoint,
                        device=device, dtype=DTYPES[args.dtype])
-    missing = [n for n in conds if n not in model.names]
-    if missing:
-        raise UsageError(f"this model has no {', '.join(missing)} modality (it has {', '.join(model.names)})")
+    conds = _match(model, given)
     recorders = [StepRecorder(sample=i, keep_latents=args.save_intermediates)
                  for i in range(args.batch_size)] if (args.save_influence or args.save_intermediates) else []
     bar = None
@@ -281,8 +324,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 lat = torch.stack(getattr(rec, key)).to(model.device)
                 decoded = np.concatenate([_decode(model, lat[j:j + 8]) for j in range(0, len(lat), 8)])
                 files[f"{stem}_{key}.png"] = _png(grid(list(decoded), ncols=10))
-    settings = asdict(result.settings) | {"model": model.config.name, "conditions": {
-        k: (v if isinstance(v, str) else str(getattr(args, k))) for k, v in conds.items()}}
+    settings = asdict(result.settings) | {"model": model.config.name, "conditions": given.shown}
     text = json.dumps(settings, indent=1)
     files[f"{args.seed:06d}_settings.json"] = lambda path: path.write_text(text)
     write_all(args.out, files)
@@ -297,11 +339,11 @@ def run_edit(args: argparse.Namespace) -> int:
 
     # 1. validate everything before loading the model
     validate.file_path("--image", args.image, "image file")
-    targets = _conditions(args)
+    given = _conditions(args)
     if args.session is not None:
         validate.file_path("--session", args.session, "edit session file")
-    elif not targets:
-        raise UsageError("give a target: --text and/or --mask (or --session to reuse an edit)")
+    elif not given.shown:
+        raise UsageError("give a target: --text, --mask or --cond NAME=VALUE (or --session to reuse an edit)")
     for a in (args.alpha, *args.alphas):
         validate.real("--alpha / --alphas", a, 0.0, 3.0)
     _check_common(args)
@@ -336,7 +378,7 @@ def run_edit(args: argparse.Namespace) -> int:
                 bar.set_postfix(loss=f"{loss:.4f}")
                 bar.refresh()
 
-        session = edit(model, args.image, targets, settings=settings, progress=progress)
+        session = edit(model, args.image, _match(model, given), settings=settings, progress=progress)
         if bar is not None:
             bar.close()
 

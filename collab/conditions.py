@@ -1,7 +1,7 @@
 """Raw user conditions (a prompt, a mask file) -> the tensors a condition encoder takes.
 
 One small class per kind of input; a modality names its kind, so adding a modality with an existing
-kind of input needs no code, and a new kind is one class here.
+kind of input needs no code. Which class serves which kind is said in `collab.kinds`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from collab import validate
-from collab.encoders import PretrainedTextEncoderConfig
 from collab.masks import MASK_GRID, labels_to_onehot, load_mask
 from collab.tokenizer import WordPieceTokenizer
 
@@ -191,19 +190,11 @@ class JointInput:
 
 
 def input_for(kind: str, encoder_config: Any, tokenizer: WordPieceTokenizer | None = None) -> ConditionInput | None:
-    """The input adapter of a modality of `kind`; None for text when no tokenizer is available."""
-    if kind == "text" and isinstance(encoder_config, PretrainedTextEncoderConfig):
-        from collab.hf_text import BackboneTokenizer, resolve_backbone  # its own tokenizer, from its folder
+    """The input adapter of a modality of `kind` (from its encoder's registered kind, `collab.kinds`);
+    None for text when no tokenizer is available."""
+    from collab import kinds
 
-        return TextInput(BackboneTokenizer(resolve_backbone(encoder_config.backbone)),
-                         max_length=encoder_config.max_seq_len, lower_case=False)
-    if kind == "text":
-        return TextInput(tokenizer, max_length=encoder_config.max_seq_len) if tokenizer is not None else None
-    if kind in ("mask", "mask_grid"):
-        return MaskInput(kind=kind)
-    if kind == "attributes":
-        return AttributeInput(tuple(encoder_config.names))
-    if kind == "joint":
-        parts = {p.name: input_for(p.kind, p.encoder, tokenizer) for p in encoder_config.parts}
-        return None if any(a is None for a in parts.values()) else JointInput(parts)
-    raise ValueError(f"unknown condition kind {kind!r}; known kinds: text, mask, mask_grid, attributes, joint")
+    entry = kinds.kind_of(encoder_config) if kind in kinds.modality_kinds() else None
+    if entry not in kinds.serving(kind):  # an unknown kind raises here, naming the known ones
+        raise TypeError(f"kind {kind!r} has no encoder config {type(encoder_config).__name__}")
+    return entry.adapter(encoder_config, tokenizer)

@@ -16,9 +16,8 @@ from typing import Any
 
 import yaml
 
-from collab import validate
-from collab.encoders import (ENCODER_KINDS, EncoderPart, JointEncoderConfig, MaskEncoderConfig, TextEncoderConfig,
-                             encoder_config_class)
+from collab import kinds, validate
+from collab.encoders import MaskEncoderConfig, TextEncoderConfig
 from collab.unet import UNetConfig
 from collab.vae import VAEConfig
 
@@ -29,9 +28,9 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 @dataclass(frozen=True)
 class ModalityConfig:
     name: str  # our name: "mask", "text", ...
-    kind: str  # condition kind, see collab.encoders.ENCODER_KINDS: "mask" | "text" | "attributes" | ...
+    kind: str  # condition kind (collab.kinds): "mask" | "text" | "attributes" | ...
     collaborator: UNetConfig
-    encoder: Any  # the config class of ENCODER_KINDS[kind]
+    encoder: Any  # the config of an encoder kind serving `kind` (collab.kinds.serving)
     diffuser: UNetConfig | None = None
     # Leads early: under the official combination rule its weight is decayed with t (strong in the
     # first, noisy steps) and boosted (the mask branch). YAML key `leads_early`; older files say `layout`.
@@ -46,9 +45,7 @@ class ModalityConfig:
     def inputs(self) -> tuple[tuple[str, str, Any], ...]:
         """(name, kind, encoder config) of each raw condition this modality reads: itself, or each
         part of a joint encoder."""
-        if self.kind == "joint":
-            return tuple((p.name, p.kind, p.encoder) for p in self.encoder.parts)
-        return ((self.name, self.kind, self.encoder),)
+        return kinds.kind_of(self.encoder).parts(self.encoder) or ((self.name, self.kind, self.encoder),)
 
 
 @dataclass(frozen=True)
@@ -167,17 +164,24 @@ def _typed_dataclass(obj: Any, where: str) -> Any:
                                        for f in dataclasses.fields(obj) if f.init})
 
 
+# collab/v1 files written before encoders named their kind: (modality kind, a field only that
+# encoder has) -> its kind. Read-only migration; files written now carry `kind:` in every encoder.
+_V1_ENCODER_KINDS = {("text", "backbone"): "pretrained_text"}
+
+
 def _encoder_config(kind: str, data: dict[str, Any]) -> Any:
-    if kind not in ENCODER_KINDS:
-        raise ValueError(f"unknown modality kind {kind!r}; known: {sorted(ENCODER_KINDS)}")
-    if kind == "joint":  # nested: each part names its own kind and encoder fields
-        parts = []
-        for p in data.get("parts", ()):
-            p = dict(p)
-            p["encoder"] = _encoder_config(p["kind"], p["encoder"])
-            parts.append(_build(EncoderPart, p))
-        return JointEncoderConfig(parts=tuple(parts))
-    return _build(encoder_config_class(kind, data), data)
+    """An encoder section -> its config: the class of the kind it names (`kind:`), else of the
+    modality's own kind; a kind with parts (joint) reads each part's section the same way."""
+    if not isinstance(data, dict):
+        raise ValueError(f"an encoder section is a mapping of fields, got {type(data).__name__}")
+    data = dict(data)
+    named = data.pop("kind", None)
+    if named is None:
+        named = next((v for (k, f), v in _V1_ENCODER_KINDS.items() if k == kind and f in data), None)
+    entry = kinds.for_modality(kind, named)
+    if entry.from_dict is not None:
+        return entry.from_dict(data, lambda part_kind, part: _encoder_config(part_kind, part), _build)
+    return _build(entry.config, data)
 
 
 def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
@@ -188,7 +192,18 @@ def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
             return [plain(x) for x in v]
         return v
 
-    return {"format": FORMAT, **plain(cfg)}
+    out = {"format": FORMAT, **plain(cfg)}
+    for m, entry in zip(cfg.modalities, out["modalities"]):
+        entry["encoder"] = _named_encoder(m.encoder, entry["encoder"])
+    return out
+
+
+def _named_encoder(encoder: Any, section: dict[str, Any]) -> dict[str, Any]:
+    """An encoder section with its kind first (and its parts' kinds, for a joint encoder)."""
+    entry = kinds.kind_of(encoder)
+    for (_, _, part), part_section in zip(entry.parts(encoder), section.get("parts", ())):
+        part_section["encoder"] = _named_encoder(part, part_section["encoder"])
+    return {"kind": entry.name, **section}
 
 
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:

@@ -250,7 +250,7 @@ def edit(model: CollaborativeModel, image: Any, targets: Mapping[str, Any], *,
     mask). `progress(stage, step, total, loss)` is called every iteration; `cancel()` is polled between
     iterations and raises EditCancelled when it returns True (nothing is kept).
     """
-    settings = (settings or EditSettings.official()).validate()
+    settings = (settings or EditSettings.faithful()).validate()
     validate.mapping("targets", targets, "{modality name: target condition}")
     if keep is not None:
         validate.mapping("keep", keep, "{modality name: condition}")

@@ -7,9 +7,8 @@ official `BERTEmbedder` (x-transformers `TransformerWrapper`) and `SegMaskEncode
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -282,7 +281,7 @@ class GridMaskEncoder(nn.Module):
 @dataclass(frozen=True)
 class EncoderPart:
     name: str  # key of this part's raw condition, e.g. "mask"
-    kind: str  # any encoder kind of ENCODER_KINDS except "joint"
+    kind: str  # the modality kind of this part (any registered in collab.kinds except "joint")
     encoder: Any
 
 
@@ -318,34 +317,8 @@ class JointEncoder(nn.Module):
         return torch.cat([enc(inputs[k]) for k, enc in self.parts.items()], dim=1)
 
 
-# kind -> its encoders as (config class, module class), the default first; a modality's kind picks
-# its input adapter, its encoder config's class picks the encoder
-ENCODER_KINDS: dict[str, tuple[tuple[type, type], ...]] = {
-    "text": ((TextEncoderConfig, TextEncoder), (PretrainedTextEncoderConfig, PretrainedTextEncoder)),
-    "mask": ((MaskEncoderConfig, MaskEncoder),),
-    "mask_grid": ((GridMaskEncoderConfig, GridMaskEncoder),),
-    "attributes": ((AttributeEncoderConfig, AttributeEncoder),),
-    "joint": ((JointEncoderConfig, JointEncoder),),
-}
-
-
-def encoder_config_class(kind: str, fields: Iterable[str]) -> type:
-    """The config class of `kind` that has every one of `fields` (the first one if several do)."""
-    if kind not in ENCODER_KINDS:
-        raise ValueError(f"unknown condition kind {kind!r}; known kinds: {', '.join(ENCODER_KINDS)}")
-    fields = set(fields)
-    for cfg_cls, _ in ENCODER_KINDS[kind]:
-        if fields <= {f.name for f in dataclasses.fields(cfg_cls)}:
-            return cfg_cls
-    known = " or ".join(str(sorted(f.name for f in dataclasses.fields(c))) for c, _ in ENCODER_KINDS[kind])
-    raise ValueError(f"encoder fields {sorted(fields)} fit no {kind!r} encoder; known fields: {known}")
-
-
 def build_encoder(kind: str, cfg: Any) -> nn.Module:
-    if kind not in ENCODER_KINDS:
-        raise ValueError(f"unknown condition kind {kind!r}; known kinds: {', '.join(ENCODER_KINDS)}")
-    for cfg_cls, module_cls in ENCODER_KINDS[kind]:
-        if isinstance(cfg, cfg_cls):
-            return module_cls(cfg)
-    names = " or ".join(c.__name__ for c, _ in ENCODER_KINDS[kind])
-    raise TypeError(f"kind {kind!r} needs a {names}, got {type(cfg).__name__}")
+    """The encoder of a modality of `kind` (see `collab.kinds`, where every kind is registered)."""
+    from collab import kinds
+
+    return kinds.build_encoder(kind, cfg)

@@ -82,9 +82,7 @@ def save_components(model: CollaborativeModel, cfg: ModelConfig, directory: Path
                 index[field] = None
                 continue
             module = getattr(model, part)[m.name]
-            cfg = {"_class_name": _CLASSES.get(part, type(module).__name__), **entry[field]}
-            if part == "encoders":
-                cfg["kind"] = m.kind
+            cfg = {"_class_name": _CLASSES.get(part, type(module).__name__), **entry[field]}  # encoders: with kind
             _write_component(directory / part / m.name, cfg, _split(tensors, f"{part}.{m.name}."))
             index[field] = f"{part}/{m.name}"
         modalities.append(index)
@@ -142,6 +140,21 @@ def _component_config(folder: Path, expected_class: str | None) -> dict[str, Any
     return cfg
 
 
+def _check_encoder_kind(cfg: dict[str, Any], modality: dict[str, Any], folder: Path) -> None:
+    """The encoder's kind must serve its modality's kind; the modality's own kind (what folders
+    written before encoder kinds existed hold) is left to the config reader's default."""
+    from collab import kinds
+
+    if cfg.get("kind", modality["kind"]) == modality["kind"]:
+        cfg.pop("kind", None)
+        return
+    try:
+        kinds.for_modality(modality["kind"], cfg["kind"])
+    except ValueError as e:
+        raise ModelFolderError(f"{folder / COMPONENT_CONFIG}: an encoder of another kind than modality "
+                               f"{modality['name']!r} ({modality['kind']}): {e}") from None
+
+
 def read_components(directory: str | Path, overrides: Mapping[str, str | Path] | None = None
                     ) -> tuple[dict[str, Any], dict[str, tuple[Path, str]]]:
     """model_index.json -> (the collab/v1 config dict, {state_dict prefix: (component folder, entry)})."""
@@ -166,9 +179,8 @@ def read_components(directory: str | Path, overrides: Mapping[str, str | Path] |
                 continue
             folder = _component_dir(directory, ref, overrides)
             cfg = _component_config(folder, _CLASSES.get(part))
-            if part == "encoders" and cfg.pop("kind", m["kind"]) != m["kind"]:
-                raise ModelFolderError(f"{folder / COMPONENT_CONFIG}: an encoder of another kind than "
-                                       f"modality {m['name']!r} ({m['kind']})")
+            if part == "encoders":
+                _check_encoder_kind(cfg, m, folder)
             entry[field] = cfg
             folders[f"{part}.{m['name']}."] = (folder, ref)
         modalities.append(entry)

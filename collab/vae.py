@@ -31,6 +31,14 @@ class VAEConfig:
     # alone, i.e. instance norm, which wipes out flat colours; small VAEs use fewer groups, and 0
     # means no normalisation at all (nothing re-centres a flat region's colour).
     norm_groups: int = 32
+    # Not official either: a parameter-free colour path. The posterior mean's first three channels
+    # start as the image's mean colour over each f x f cell and the decoder adds them back,
+    # upsampled, so flat colours survive from the first step and the networks learn the rest.
+    rgb_shortcut: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rgb_shortcut and (self.embed_dim < 3 or self.in_channels != 3 or self.out_ch != 3):
+            raise ValueError("rgb_shortcut needs RGB in and out and embed_dim >= 3")
 
     @property
     def downsample_factor(self) -> int:
@@ -214,9 +222,16 @@ class AutoencoderKL(nn.Module):
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         """x [B, 3, H, W] in [-1, 1] -> posterior over latents [B, embed_dim, H/f, W/f] (unscaled)."""
-        moments = self.quant_conv(self.encoder(x.to(self.dtype)))
-        return DiagonalGaussian.from_moments(moments.float())
+        moments = self.quant_conv(self.encoder(x.to(self.dtype))).float()
+        if self.config.rgb_shortcut:
+            colour = F.avg_pool2d(x.float(), self.config.downsample_factor)  # B, 3, H/f, W/f
+            moments = torch.cat([moments[:, :3] + colour, moments[:, 3:]], dim=1)
+        return DiagonalGaussian.from_moments(moments)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Unscaled latent -> image in (roughly) [-1, 1], float32."""
-        return self.decoder(self.post_quant_conv(z.to(self.dtype))).float()
+        out = self.decoder(self.post_quant_conv(z.to(self.dtype))).float()
+        if self.config.rgb_shortcut:
+            out = out + F.interpolate(z[:, :3].float(), scale_factor=self.config.downsample_factor, mode="bilinear",
+                                      align_corners=False)
+        return out

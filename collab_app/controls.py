@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from collab import kinds
 from collab.model import CollaborativeModel
 
 KINDS = ("text", "mask", "attributes")  # the page's conditions, as `handlers.conditions_from` reads them
@@ -59,7 +60,7 @@ class Controls:
         `model` in this run (matched by kind); only what differs from the default."""
         strength, window = {}, {}
         for m in model.config.modalities:
-            kind = "mask" if m.kind == "mask_grid" else m.kind
+            kind = kinds.kind_of(m.encoder).reads  # the page's input it reads (a grid mask: the mask)
             if m.name not in conds or kind not in KINDS:
                 continue
             s = self.strength.get(kind, 1.0)
@@ -70,7 +71,7 @@ class Controls:
             if self.window.get(kind, (0.0, 1.0)) != (0.0, 1.0):
                 window[m.name] = self.window[kind]
         if self.lead and self.lead_region is not None and self.lead_strength != 1.0 and not any(
-                ("mask" if m.kind == "mask_grid" else m.kind) == self.lead and m.name in conds
+                kinds.kind_of(m.encoder).reads == self.lead and m.name in conds
                 for m in model.config.modalities):
             warnings.warn(f"you painted where the {self.lead} should lead, but this run has no {self.lead} "
                           "condition; the painted region was ignored")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from collab import kinds
 from collab.data.faceworld import AGES, BEARDS
 from collab.eval import Method, default_methods, joint_method
 from collab.influence import region_influence, plot_region_influence
@@ -117,7 +118,8 @@ def collaborative_request(state: AppState, model_name: str, text: Any, mask_valu
 
 def mode_name(model, settings: GenerationSettings) -> str:
     """How the page names what ran: a joint model's own mode, one collaborator alone, or the mode."""
-    joint = [m for m in model.config.modalities if m.kind == "joint" and m.name in settings.modalities]
+    joint = [m for m in model.config.modalities if kinds.kind_of(m.encoder).parts(m.encoder)
+             and m.name in settings.modalities]
     if joint:
         return f"joint ({' + '.join(name for name, _, _ in joint[0].inputs())} in one network)"
     if len(settings.modalities) == 1:

@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 
 from collab.classes import DISPLAY_NAMES, PALETTE
+from collab.conditions import ConditionError
 from collab.editing import prepare_image
 from collab.masks import MaskError, colorize, flood_fill, load_mask, painted_labels
 from collab.config import ModelConfig
+from collab.matching import match_conditions
 
 from collab_app import pictures
 from collab_app.errors import UserError
@@ -125,46 +127,18 @@ def read_attributes(ticked: Any) -> list[str] | None:
     return [str(t).strip() for t in ticked]
 
 
-def _given_kind(kind: str) -> str:
-    return "mask" if kind == "mask_grid" else kind  # both read the painted mask
-
-
-def _needs(m) -> str:
-    """What one modality reads, for messages: "text", or "attributes and mask together"."""
-    names = [_given_kind(kind) for _, kind, _ in m.inputs()]
-    return names[0] if len(names) == 1 else " and ".join(names) + " together"
-
-
 def conditions_from(config: ModelConfig, text: str | None, mask: np.ndarray | None,
                     attributes: list[str] | None = None) -> dict:
-    """The raw conditions for a model's modalities (from its config), matched by kind (text, mask,
-    attributes; a joint modality when every one of its parts is given)."""
+    """The raw conditions for a model's modalities, matched by the package (`collab.matching`: a
+    joint modality when every one of its parts is given); what the model does not read is warned."""
     given = {"text": text, "mask": mask, "attributes": None if attributes is None else ", ".join(attributes) or "none"}
-    conds, used = {}, set()
-    for m in config.modalities:
-        raws = {name: given.get(_given_kind(kind)) for name, kind, _ in m.inputs()}
-        if any(v is None for v in raws.values()):
-            continue
-        conds[m.name] = raws if m.kind == "joint" else raws[m.name]
-        used |= {_given_kind(kind) for _, kind, _ in m.inputs()}
-    unread = [k for k, v in given.items() if v is not None and k not in used]
-    if conds and unread:  # said, not silently dropped
-        warnings.warn(f"this model does not use the {' and the '.join(unread)} you gave "
-                      f"(it reads {', '.join(conds)}); {'they were' if len(unread) > 1 else 'it was'} ignored")
-    if conds:
-        return conds
-    gave = [k for k, v in given.items() if v is not None]
-    gave_text = f"you gave {' and '.join(gave)} only" if gave else "you gave none"
-    joint = [m for m in config.modalities if m.kind == "joint"]
-    if joint and len(joint) == len(config.modalities):  # one network trained on all at once
-        cannot = [k for k in given if k not in {_given_kind(kind) for _, kind, _ in joint[0].inputs()}]
-        raise UserError(f"this model is one network trained on {_needs(joint[0])}: it needs "
-                        f"{' and '.join(_given_kind(kind) for _, kind, _ in joint[0].inputs())} both, and cannot "
-                        f"read {' or '.join(cannot)}; {gave_text}")
-    wants = " or ".join(_needs(m) for m in config.modalities)
-    kinds = {_given_kind(kind) for m in config.modalities for _, kind, _ in m.inputs()}
-    ways = [way for kind, way in HOW_TO_GIVE.items() if kind in kinds]
-    raise UserError(f"give a condition this model reads ({wants}): {', or '.join(ways)}; {gave_text}")
+    try:
+        match = match_conditions(config, given, HOW_TO_GIVE)
+    except ConditionError as e:
+        raise UserError(str(e)) from None
+    if match.unread:  # said, not silently dropped
+        warnings.warn(match.unread_message())
+    return match.conditions
 
 
 def read_face(image: Any, size: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Callable, Hashable, Iterator
 
 import torch
 
+from collab import kinds
 from collab.model import CollaborativeModel
 from collab.registry import MODELS, checkpoints_dir, load_model
 
@@ -161,9 +162,10 @@ def _delete_older(folder: Path, before: float) -> None:
 def attribute_names(cfg) -> tuple[str, ...]:
     """The names read by a config's attribute modality, or by the attribute part of a joint one."""
     for m in cfg.modalities:
-        for _, kind, enc in m.inputs():
-            if kind == "attributes":
-                return tuple(enc.names)
+        for _, _, enc in m.inputs():
+            widget = kinds.kind_of(enc).widget(enc)
+            if widget.control == "checkboxes":
+                return widget.choices
     return ()
 
 

@@ -210,3 +210,45 @@ def test_runtime_failure_exits_1_naming_the_bad_weight(tmp_path, model_dir, caps
     assert main(["text2image", "--model", str(model_dir), "--text", "a man", "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert key in err and "NaN" in err and "Traceback" not in err
+
+
+@pytest.fixture()
+def attributes_model_dir(tmp_path):
+    from tests.conftest import tiny_config
+
+    model = tiny_model(tiny_config({"mask": "mask", "attributes": "attributes"}))
+    return save_pretrained(model, tmp_path / "tiny_attributes")
+
+
+def test_cond_gives_any_modality_and_the_flags_are_its_shorthand(tmp_path, attributes_model_dir, mask_png):
+    common = ["generate", "--model", str(attributes_model_dir), "--mask", str(mask_png), "--steps", "2", "--no-progress"]
+    assert main([*common, "--cond", "attributes=male,beard", "--out", str(tmp_path / "a")]) == 0
+    settings = json.loads((tmp_path / "a" / "000000_settings.json").read_text())
+    assert settings["modalities"] == ["mask", "attributes"]
+    assert settings["conditions"] == {"mask": str(mask_png), "attributes": "male,beard"}
+    assert main([*common, "--attributes", '{"male": true, "beard": 1}', "--out", str(tmp_path / "b")]) == 0
+    assert main([*common, "--attributes", "none", "--out", str(tmp_path / "c")]) == 0
+
+    def image(folder):
+        return np.asarray(Image.open(tmp_path / folder / "000000_00.png"))
+
+    assert np.array_equal(image("a"), image("b")) and not np.array_equal(image("a"), image("c"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--cond", "attributes"], "--cond takes NAME=VALUE, got 'attributes'"),
+    (["--cond", "attributes=wings"], "unknown attribute 'wings'"),
+    (["--attributes", "{male"], "--attributes: '{male' is not a JSON object"),
+    (["--cond", "colour=red"], "--cond colour: this model has no colour modality (it has mask, attributes)"),
+    (["--text", "a man"], "give a condition this model reads (mask or attributes): --mask, or --attributes; "
+                          "you gave text only"),
+    (["--text", "a man", "--attributes", "male"], "this model has no text modality (it has mask, attributes)"),
+    (["--attributes", "male", "--cond", "attributes=beard"], "the attributes condition is given twice"),
+    (["--cond", "mask=nowhere.png"], "not found"),
+])
+def test_bad_conditions_exit_2_with_one_line(tmp_path, attributes_model_dir, flags, message, capsys):
+    out = tmp_path / "never"
+    assert main(["generate", "--model", str(attributes_model_dir), "--out", str(out), "--steps", "2", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -68,3 +68,32 @@ def test_joint_input_needs_every_part():
         j.prepare([{"attributes": "male"}])
     with pytest.raises(ConditionError, match="unknown parts text"):
         j.prepare([{"attributes": "male", "mask": labels, "text": "hi"}])
+
+
+# --- matching raw conditions to a model's modalities (collab.matching)
+
+
+def test_conditions_match_by_modality_name_or_by_the_input_they_read():
+    from dataclasses import replace
+
+    from collab.matching import match_conditions
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config({"seg": "mask_grid", "text": "text"})
+    labels = np.zeros((8, 8), np.uint8)
+    match = match_conditions(cfg, {"mask": labels, "text": "a man", "attributes": None})
+    assert set(match.conditions) == {"seg", "text"} and match.conditions["seg"] is labels and match.unread == ()
+    assert list(match_conditions(cfg, {"seg": labels}).conditions) == ["seg"]  # by its own name
+    extra = match_conditions(cfg, {"text": "a man", "attributes": "male"})
+    assert extra.unread == ("attributes",) and "does not use the attributes you gave (it reads text)" in \
+        extra.unread_message()
+    with pytest.raises(ConditionError, match=r"reads \(mask or text\): paint it; you gave attributes only"):
+        match_conditions(cfg, {"attributes": "male"}, {"mask": "paint it"})
+    joint = tiny_config({"joint": "joint"})
+    both = match_conditions(joint, {"mask": labels, "attributes": "male"}).conditions
+    assert both == {"joint": {"attributes": "male", "mask": labels}}
+    with pytest.raises(ConditionError, match="one network trained on attributes and mask together: it needs "
+                                             "attributes and mask both, and cannot read text; you gave mask only"):
+        match_conditions(joint, {"mask": labels}, {"text": "", "mask": "", "attributes": ""})
+    two = replace(cfg, modalities=(*cfg.modalities, replace(cfg.modality("text"), name="caption")))
+    assert set(match_conditions(two, {"text": "a man"}).conditions) == {"text", "caption"}  # every text modality

@@ -128,14 +128,23 @@ def test_pretrained_text_encoder_keeps_its_backbone_out_of_checkpoints(tmp_path)
     assert a.shape == (1, 32, 16) and torch.allclose(a, b, atol=1e-6)
 
 
-def test_text_encoder_config_is_picked_by_its_fields():
-    from collab.encoders import PretrainedTextEncoderConfig, encoder_config_class
+def test_text_encoder_config_is_the_kind_the_section_names():
+    """The encoder class comes from the section's `kind:` (the modality's kind by default), never
+    from which fields happen to be there; collab/v1 files from before the field still read."""
+    from collab.config import _encoder_config
+    from collab.encoders import PretrainedTextEncoderConfig
 
-    assert encoder_config_class("text", []) is TextEncoderConfig
-    assert encoder_config_class("text", ["n_embed", "n_layer"]) is TextEncoderConfig
-    assert encoder_config_class("text", ["backbone", "context_dim"]) is PretrainedTextEncoderConfig
-    with pytest.raises(ValueError, match="fit no 'text' encoder"):
-        encoder_config_class("text", ["backbone", "n_layer"])
+    assert _encoder_config("text", {}) == TextEncoderConfig()
+    assert _encoder_config("text", {"kind": "text", "n_embed": 8}) == TextEncoderConfig(n_embed=8)
+    assert _encoder_config("text", {"kind": "pretrained_text", "context_dim": 8}) == \
+        PretrainedTextEncoderConfig(context_dim=8)
+    assert _encoder_config("text", {"backbone": "all-MiniLM-L6-v2"}) == PretrainedTextEncoderConfig()  # v1 file
+    with pytest.raises(ValueError, match="unknown fields \\['n_layer'\\]"):
+        _encoder_config("text", {"kind": "pretrained_text", "n_layer": 2})
+    with pytest.raises(ValueError, match="serves 'mask' modalities, not 'text'"):
+        _encoder_config("text", {"kind": "mask"})
+    with pytest.raises(ValueError, match="unknown condition kind 'sketchy'"):
+        _encoder_config("text", {"kind": "sketchy"})
     from collab.encoders import PretrainedTextEncoder
 
     with pytest.raises(FileNotFoundError, match="'gpt-9' is neither a known name"):

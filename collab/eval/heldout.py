@@ -39,21 +39,10 @@ def held_out_pairs(n: int, size: int, world_seed: int = HELDOUT_WORLD) -> HeldOu
 
 
 def _raw_conditions(kind: str, encoder_config, data: HeldOut, idx: np.ndarray, paraphrase: bool) -> list:
-    if kind == "text":
-        return [(data.paraphrases if paraphrase else data.captions)[i] for i in idx]
-    if kind in ("mask", "mask_grid"):
-        return [data.labels[i] for i in idx]
-    if kind == "attributes":
-        from collab.data.faceworld import BINARY_ATTRIBUTES
+    """The held-out raw conditions of a modality's encoder (its registered kind's `held_out`)."""
+    from collab import kinds
 
-        if tuple(encoder_config.names) != BINARY_ATTRIBUTES:
-            raise ValueError(f"the evaluation has face-world attributes {BINARY_ATTRIBUTES}, the model "
-                             f"expects {encoder_config.names}")
-        return [data.flags[i] for i in idx]
-    if kind == "joint":
-        parts = {p.name: _raw_conditions(p.kind, p.encoder, data, idx, paraphrase) for p in encoder_config.parts}
-        return [{k: v[j] for k, v in parts.items()} for j in range(len(idx))]
-    raise ValueError(f"the evaluation has no held-out conditions of kind {kind!r}")
+    return kinds.kind_of(encoder_config).held_out(encoder_config, data, idx, paraphrase)
 
 
 def conditions_for(model: CollaborativeModel, modalities, data: HeldOut, idx: np.ndarray, paraphrase: bool) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from collab import kinds
 from collab.config import ModelConfig, load_config
 from collab.encoders import PretrainedTextEncoder, PretrainedTextEncoderConfig
 from collab.tokenizer import WordPieceTokenizer
@@ -168,12 +169,13 @@ class WorldSource:
         from collab.train.data import WorldDataset
 
         keys, states = condition_keys(cfg), None
-        texts = [m.encoder for m in cfg.modalities if m.kind == "text"]
-        if "text" in keys and texts and isinstance(texts[0], PretrainedTextEncoderConfig):
+        frozen = [enc for m in cfg.modalities for _, kind, enc in m.inputs()
+                  if kind == "text" and kinds.kind_of(enc).frozen_backbone]
+        if frozen:
             if self.engine.is_main:  # rank 0 computes and caches the frozen states; the others read them
-                self.world.frozen_text_states(texts[0])
+                self.world.frozen_text_states(frozen[0])
             self.engine.barrier()
-            states, keys = self.world.frozen_text_states(texts[0]), keys | {"text_states"}
+            states, keys = self.world.frozen_text_states(frozen[0]), keys | {"text_states"}
         if "attributes" in keys:
             from collab.train.runner import check_attributes
 

@@ -10,7 +10,8 @@ import torch
 
 from collab.checkpoint import save_pretrained
 from collab.config import ModelConfig
-from collab.encoders import PretrainedTextEncoderConfig, build_encoder
+from collab import kinds
+from collab.encoders import build_encoder
 from collab.model import CollaborativeModel
 from collab.schedule import DiffusionSchedule
 from collab.train.data import LatentCache, LayoutDataset, collate
@@ -60,20 +61,19 @@ class LayoutSource:
         return lat, float(1.0 / means.std())
 
     def tokenizer(self, cfg: ModelConfig):
+        """The text modality's input adapter, run in the data workers (a WordPiece vocabulary is read
+        only when its encoder kind needs one)."""
         text = [m.encoder for m in cfg.modalities if m.kind == "text"]
         if not text:
             return None
-        if isinstance(text[0], PretrainedTextEncoderConfig):
-            from collab.minilm import text_input
+        kind, tok = kinds.kind_of(text[0]), None
+        if kind.needs_vocab:
+            from collab.tokenizer import WordPieceTokenizer, find_vocab
 
-            return text_input(text[0].max_seq_len)
-        from collab.conditions import TextInput
-        from collab.tokenizer import WordPieceTokenizer, find_vocab
-
-        self.vocab_path = find_vocab(self.vocab)
-        tok = WordPieceTokenizer.from_vocab_file(self.vocab_path)
-        self.vocab_size = tok.vocab_size
-        return TextInput(tok, text[0].max_seq_len)
+            self.vocab_path = find_vocab(self.vocab)
+            tok = WordPieceTokenizer.from_vocab_file(self.vocab_path)
+            self.vocab_size = tok.vocab_size
+        return kind.adapter(text[0], tok)
 
     def dataset(self, cfg: ModelConfig, lat, images: bool = False):
         keys = condition_keys(cfg)
@@ -86,10 +86,8 @@ class LayoutSource:
 
 def check_attributes(cfg: ModelConfig, names: tuple[str, ...]) -> None:
     for m in cfg.modalities:
-        parts = m.encoder.parts if m.kind == "joint" else [m]
-        for p in parts:
-            enc = p.encoder
-            if p.kind == "attributes" and tuple(enc.names) != tuple(names):
+        for _, kind, enc in m.inputs():
+            if kind == "attributes" and tuple(enc.names) != tuple(names):
                 raise ValueError(f"the attribute encoder of {m.name!r} expects {enc.names}, the data has "
                                  f"{names or 'no attribute table'}")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from collab import kinds
 from collab.config import ModelConfig
-from collab.encoders import PretrainedTextEncoderConfig, TextEncoderConfig
 from collab.schedule import DiffusionSchedule
 from collab.train.engine import Engine
 from collab.train.loop import apply_weights, train
@@ -70,47 +70,35 @@ class WarmStart:
 
 
 def condition_of(batch: dict, kind: str, encoder_config):
-    """The encoder input of a modality of `kind` from a batch (a dict for a joint encoder)."""
-    if kind == "text":
-        if isinstance(encoder_config, PretrainedTextEncoderConfig) and "text_states" in batch:
-            return batch["text_states"]
-        return batch["tokens"]
-    if kind in ("mask", "mask_grid"):
-        return batch["mask"]
-    if kind == "attributes":
-        return batch["attributes"]
-    if kind == "joint":
-        return {p.name: condition_of(batch, p.kind, p.encoder) for p in encoder_config.parts}
-    raise ValueError(f"no training data for condition kind {kind!r}")
+    """The encoder input of a modality from a training batch (its registered kind's `train_input`;
+    a dict for a joint encoder). `kind` is the modality's kind, kept for callers."""
+    return kinds.kind_of(encoder_config).train_input(batch, encoder_config)
 
 
 def condition_keys(cfg: ModelConfig) -> set[str]:
-    """The item keys a model's modalities read ("text": token ids or cached backbone states)."""
-    kinds = set()
-    for m in cfg.modalities:
-        kinds |= {p.kind for p in m.encoder.parts} if m.kind == "joint" else {m.kind}
-    return {{"mask_grid": "mask"}.get(k, k) for k in kinds}
+    """The raw inputs a model's modalities read ("text": token ids or cached backbone states)."""
+    return {kinds.kind_of(enc).reads for m in cfg.modalities for _, _, enc in m.inputs()}
 
 
 def model_config(base: ModelConfig, vocab_size: int | None, scale_factor: float) -> ModelConfig:
     """The config to train: text encoders trained from scratch get the data vocabulary's size."""
     mods = tuple(replace(m, encoder=replace(m.encoder, vocab_size=vocab_size))
-                 if isinstance(m.encoder, TextEncoderConfig) and vocab_size else m for m in base.modalities)
+                 if kinds.kind_of(m.encoder).needs_vocab and vocab_size else m for m in base.modalities)
     return replace(base, modalities=mods, scale_factor=scale_factor, vocab="vocab.txt")
 
 
 def export_vocab(cfg: ModelConfig, data_vocab: Path | None) -> Path | None:
     """The vocabulary a model's text modalities read: the data's, or a pre-trained backbone's own
     (a model has one tokenizer, so its text encoders cannot mix the two)."""
-    kinds = {type(m.encoder) for m in cfg.modalities if m.kind == "text"}
-    if kinds == {PretrainedTextEncoderConfig}:
+    needs = {kinds.kind_of(m.encoder).needs_vocab for m in cfg.modalities if m.kind == "text"}
+    if needs == {False}:
         from collab.minilm import vocab_file
 
         return vocab_file()
-    if len(kinds) > 1:
+    if len(needs) > 1:
         raise ValueError("one model cannot mix text encoders trained from scratch and pre-trained ones "
                          "(they read different vocabularies)")
-    return data_vocab if kinds else None
+    return data_vocab if needs else None
 
 
 def vae_stage(engine: Engine, run: Path, recipe: Recipe, vae: AutoencoderKL, images, log) -> None:

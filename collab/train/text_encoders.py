@@ -68,7 +68,7 @@ def train_minilm_collaborator(run: Path, ldm_steps: int | None = None, log=print
 
 def compare(run: Path, model_dir: str, evaluator: str, n: int, steps: int, ldm_steps: int | None = None,
             log=print) -> dict:
-    from collab.encoders import TextEncoderConfig
+    from collab import kinds
     from collab.eval import EvalConfig, attribute_metrics, held_out_pairs
     from collab.minilm import text_input
     from collab.evaluator import Evaluator
@@ -77,7 +77,7 @@ def compare(run: Path, model_dir: str, evaluator: str, n: int, steps: int, ldm_s
 
     model = load_model(model_dir)
     text = next(m for m in model.config.modalities if m.kind == "text")
-    if not isinstance(text.encoder, TextEncoderConfig):
+    if not kinds.kind_of(text.encoder).needs_vocab:
         raise SystemExit(f"{model_dir}'s text collaborator already uses a pre-trained encoder; compare against a "
                          "model whose text encoder was trained from scratch (the demo before the switch: "
                          "git show 61bfd48:checkpoints/demo/...)")

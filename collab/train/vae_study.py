@@ -57,6 +57,13 @@ VARIANTS = (
             batch_size=4),
     Variant("f4c3_nonorm_whole_lr1e3", replace(F4, norm_groups=0), "f=4 without normalisation, learning rate 1e-3",
             batch_size=4, lr=1e-3),
+    Variant("f4c3_nonorm_whole_rgb", replace(F4, norm_groups=0, rgb_shortcut=True),
+            "f=4 without normalisation + the parameter-free colour path (rgb_shortcut)", batch_size=4),
+    Variant("f8c4_nonorm_whole_rgb", replace(BASE, z_channels=4, embed_dim=4, norm_groups=0, rgb_shortcut=True),
+            "f=8 (16x16 latents: today's LDM cost), 4 channels, no normalisation, colour path", batch_size=4),
+    Variant("f4c3_nonorm_whole_rgb_adv", replace(F4, norm_groups=0, rgb_shortcut=True),
+            "f=4, no normalisation, colour path + patch discriminator (hinge, adaptive weight)", batch_size=4,
+            adv_weight=0.5, adv_start=300),
     Variant("f8c4_nonorm_whole", replace(BASE, z_channels=4, embed_dim=4, norm_groups=0),
             "no normalisation at all (flat colours are not re-centred), 4 channels, whole faces", batch_size=4),
     Variant("f4c3_nonorm_whole_adv", replace(F4, norm_groups=0), "f=4 without normalisation + patch discriminator (hinge)",
@@ -222,6 +229,30 @@ def write_grid(path: Path, renders: np.ndarray, recs: np.ndarray, n: int = 8) ->
                                                                    Image.NEAREST).save(path)
 
 
+def save_vae_file(vae: AutoencoderKL, path: Path, step: int, seconds: float) -> None:
+    """The VAE as float16 safetensors; its config, step and training seconds in the metadata, so a
+    later session continues it (runs/ does not outlive a session)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"config": json.dumps(asdict(vae.config)), "step": str(step), "seconds": f"{seconds:.1f}"}
+    save_file({k: v.half().contiguous() for k, v in vae.state_dict().items()}, path, metadata=meta)
+
+
+def load_vae_file(vae: AutoencoderKL, path: Path) -> tuple[int, float]:
+    """Load a --export file into `vae` (configs must agree); returns (step, seconds) it had trained."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k).float() for k in f.keys()}
+    cfg = json.loads(meta["config"])
+    if cfg != json.loads(json.dumps(asdict(vae.config))):
+        raise ValueError(f"{path} holds a VAE of another config: {cfg}")
+    vae.load_state_dict(tensors, strict=True)
+    return int(meta["step"]), float(meta["seconds"])
+
+
 def markdown(results: dict) -> str:
     """The study as a table, renders first, then each variant at each evaluated step."""
     head = ("| variant | latent | steps | parser mIoU | attr acc | gender | age | beard | MAE (0-255) | s/step | what |\n"
@@ -242,7 +273,9 @@ def load_images(run: Path, num_images: int, log) -> torch.Tensor:
     """The demo's rendered training world (shared with `collab.train.demo` runs in the same folder)."""
     from collab.train.demo import DemoRecipe, load_world
 
-    world, _, _ = load_world(run, replace(DemoRecipe(), num_images=num_images), log)
+    recipe = DemoRecipe() if num_images == DemoRecipe().num_images else \
+        replace(DemoRecipe(), num_images=num_images, test_size=max(1, num_images // 16))
+    world, _, _ = load_world(run, recipe, log)
     return world.images
 
 
@@ -256,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--evaluator", default="checkpoints/evaluator")
     ap.add_argument("--num-images", type=int, default=8000)
+    ap.add_argument("--export", type=Path, default=None,
+                    help="write the (last) variant's VAE here as float16 safetensors with its config and step")
+    ap.add_argument("--init", type=Path, default=None, help="a file written by --export to start a variant from")
     ap.add_argument("--shipped", default="demo", help="also score this model's VAE as shipped ('' to skip)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -284,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
     variants = [v for v in VARIANTS if args.only is None or v.name in args.only]
     for v in variants:
         tr = Trainer(v, images, args.run / v.name)
+        if args.init and tr.step == 0:  # continue a VAE kept from an earlier session (fresh optimiser)
+            tr.step, tr.seconds = load_vae_file(tr.vae, args.init)
+            log(f"{v.name}: starts from {args.init} (step {tr.step})")
         tr.train(args.steps, log)
         recs = reconstruct(tr.vae.eval(), data.images)
         tr.vae.train()
@@ -292,6 +331,8 @@ def main(argv: list[str] | None = None) -> None:
         results[f"{v.name}@{tr.step}"] = row
         write_grid(args.run / v.name / f"recon_{tr.step}.png", data.images, recs)
         torch.save(tr.vae.state_dict(), args.run / v.name / f"vae_{tr.step}.pt")
+        if args.export:
+            save_vae_file(tr.vae, args.export, tr.step, tr.seconds)
         results_path.write_text(json.dumps(results, indent=1))
         (args.run / "study.md").write_text(markdown(results))
         log(f"{v.name}@{tr.step}: mIoU {row['miou']:.3f} acc {row['acc_mean']:.3f} MAE {row['mae']:.1f} "

@@ -124,13 +124,12 @@ def test_cli_errors_are_messages_not_tracebacks(capsys, tmp_path):
 
 def test_cli_trains_the_joint_baseline_on_the_layout(layout, tmp_path):
     """`python -m collab.train --data DIR --config joint` (the joint baseline's kind) with overrides."""
-    import yaml
-
-    from collab.checkpoint import save_pretrained
-    from collab.model import CollaborativeModel
+    from collab.config import save_config
+    from collab.model_folder import folder_layout, load_folder_config
 
     cfg = tiny_config({"joint": "joint"}, diffusers=False)
-    save_pretrained(CollaborativeModel(cfg), tmp_path / "cfgdir")
+    (tmp_path / "cfgdir").mkdir()
+    save_config(cfg, tmp_path / "cfgdir" / "config.yaml")
     sets = [f"{s}.{k}={v}" for s in ("vae", "ldm") for k, v in
             (("steps", 2), ("batch_size", 2), ("save_every", 1), ("scale_lr", "false"), ("lr", 1e-4))]
     code = cli(["--recipe", "official_256", "--data", str(layout), "--config", str(tmp_path / "cfgdir" / "config.yaml"),
@@ -138,7 +137,7 @@ def test_cli_trains_the_joint_baseline_on_the_layout(layout, tmp_path):
                 "--logger", "csv", "--set", f"data.size={cfg.image_size}", "--set", "data.test_size=2",
                 "--set", "data.workers=0", "--set", "vae.accumulate=1", *sum((["--set", s] for s in sets), [])])
     assert code == 0
-    assert (tmp_path / "run" / "ldm_joint.ckpt").exists() and (tmp_path / "out" / "model.safetensors").exists()
+    assert (tmp_path / "run" / "ldm_joint.ckpt").exists() and folder_layout(tmp_path / "out") == "components"
     metrics = list((tmp_path / "run" / "logs").rglob("metrics.csv"))
     assert metrics and "ldm_joint/loss" in metrics[0].read_text().splitlines()[0]
-    assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["modalities"][0]["kind"] == "joint"
+    assert load_folder_config(tmp_path / "out")[0].modalities[0].kind == "joint"
