@@ -142,8 +142,9 @@ class CollaborativeModel(nn.Module):
 
         CPU: the UNets' weights channels-last (oneDNN's fast convolution layout, about 1.5x at 256
         shapes; it also makes the transformers' token reshapes free). Eager execution is kept: the
-        TorchScript traces used before are deprecated, and `torch.compile` costs minutes per input
-        shape on a small CPU for no reliable gain (README, "Speed and memory"). `load_model` calls this.
+        TorchScript traces used before are deprecated, and `torch.compile` costs minutes before the
+        first image on a small CPU for a 10-20% gain after it (README, "Speed and memory").
+        `load_model` calls this.
         """
         device = torch.device(device) if device is not None else self.device
         return self.use_channels_last(device.type == "cpu")
