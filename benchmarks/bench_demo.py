@@ -1,7 +1,10 @@
 """Wall time of one 128x128 image with 50 collaborative DDIM steps on the demo model (target: <= 1 s
 on 2 CPU cores), split into conditioning, sampling and decoding.
 
-    python benchmarks/bench_demo.py [--model demo|DIR] [--steps 50] [--repeats 5]
+    python benchmarks/bench_demo.py [--model demo|DIR] [--steps 50] [--repeats 5] [--plain | --compile]
+
+`--plain` skips `model.optimize_for` (no channels-last); `--compile` also wraps every UNet in
+`torch.compile` (not what loading does: measured here only, the first image includes compiling).
 
 Uses the trained embedded model when present, else random weights of the same architecture (the
 time does not depend on the values).
@@ -22,7 +25,7 @@ def load(name: str):
     from collab.registry import load_model
 
     try:
-        return load_model(name), "trained weights"
+        return load_model(name, optimize=False), "trained weights"
     except FileNotFoundError:
         from collab.checkpoint import _finish
         from collab.config import load_config
@@ -40,11 +43,17 @@ def main() -> None:
     ap.add_argument("--model", default="demo")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--no-trace", action="store_true")
+    speed = ap.add_mutually_exclusive_group()
+    speed.add_argument("--plain", action="store_true", help="eager, without optimize_for")
+    speed.add_argument("--compile", action="store_true", help="optimize_for, then torch.compile on every UNet")
     args = ap.parse_args()
     model, what = load(args.model)
-    if args.no_trace:
-        model.enable_tracing(False)
+    if not args.plain:
+        model.optimize_for("cpu")
+    if args.compile:
+        for part in (model.collaborators, model.diffusers):
+            for name in list(part.keys()):
+                part[name] = torch.compile(part[name], dynamic=False)
     mask = np.zeros((128, 128), np.uint8)
     mask[20:110, 30:98] = 1
     conds = {"text": "This man has beard of medium length. He is in his thirties.", "mask": mask}
@@ -53,8 +62,9 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(model, conds, steps=args.steps, eta=1.0, seed=i)
         times.append(time.perf_counter() - t0)
-    print(f"demo model ({what}), {torch.get_num_threads()} threads, tracing={'on' if model.tracing else 'off'}")
-    print(f"first image {times[0]:.3f}s (includes tracing), then best {min(times[1:]):.3f}s, "
+    mode = "plain" if args.plain else "optimize_for + torch.compile" if args.compile else "optimize_for"
+    print(f"demo model ({what}), {torch.get_num_threads()} threads, {mode}")
+    print(f"first image {times[0]:.3f}s (includes any compiling), then best {min(times[1:]):.3f}s, "
           f"median {sorted(times[1:])[len(times[1:]) // 2]:.3f}s for {args.steps} steps at "
           f"{model.config.image_size}x{model.config.image_size}")
 

@@ -117,8 +117,6 @@ def run_case(case: str, dtype_name: str, repeats: int, threads: int | None, batc
     dtype = getattr(torch, dtype_name)
     t0 = time.perf_counter()
     model = build(case, dtype)
-    if sum(p.numel() for p in model.collaborators.parameters()) < 50e6:
-        model.enable_tracing(True)  # what loading does for small UNets on CPU
     build_s = time.perf_counter() - t0
     ctx = {k: v.expand(batch, -1, -1) for k, v in contexts(model, dtype).items()}
     x = torch.randn(model.latent_shape(batch), generator=torch.Generator().manual_seed(2))
@@ -132,7 +130,6 @@ def run_case(case: str, dtype_name: str, repeats: int, threads: int | None, batc
             times.append(time.perf_counter() - t0)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # before anything else allocates
     with torch.inference_mode():
-        model.enable_tracing(False)  # the counter sees aten ops only outside TorchScript
         flops = step_flops(den, x)
     dev = golden_deviation(dtype) if dtype != torch.float32 and deviation else None
     params = sum(p.numel() for p in model.collaborators.parameters()) + sum(p.numel() for p in model.diffusers.parameters())

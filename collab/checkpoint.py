@@ -330,19 +330,15 @@ def needs_vocab(cfg: ModelConfig) -> bool:
 
 def _finish(model: CollaborativeModel, vocab: str | Path | None, device: str | torch.device,
             dtype: torch.dtype, own_vocab: bool = False) -> CollaborativeModel:
+    """The loaded model with its tokenizer, on `device` in `dtype`. No speed switches here: those are
+    `model.optimize_for(device)`, which `load_model` calls unless told not to."""
     tokenizer = None
     if needs_vocab(model.config):
         # a model's own vocabulary is not bert-base-uncased: no checksum warning for it
         tokenizer = WordPieceTokenizer.from_vocab_file(find_vocab(vocab), verify=not own_vocab)
     model.attach_tokenizer(tokenizer)
     model.to(device)
-    model.set_precision(dtype)
-    if torch.device(device).type == "cpu":
-        model.use_channels_last()
-        # Small UNets are overhead-bound on CPU: trace them. Large ones are compute-bound.
-        largest = max(sum(p.numel() for p in net.parameters()) for net in model.collaborators.values())
-        model.enable_tracing(largest < 50_000_000)
-    return model
+    return model.set_precision(dtype)
 
 
 def save_pretrained(model: CollaborativeModel, directory: str | Path, storage_dtype: torch.dtype | None = None,

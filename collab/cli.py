@@ -23,6 +23,7 @@ from PIL import Image
 
 from collab import kinds, validate
 from collab.combination import MODES, RULES
+from collab.editing import EDIT_PRESETS, preset_name
 from collab.samplers import SAMPLERS
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -97,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--alpha", type=float, default=1.0, help="interpolation alpha*c_target + (1-alpha)*c_opt")
     ed.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0],
                     help="alpha values of the strip")
-    ed.add_argument("--preset", choices=("fast", "official"), default="fast",
-                    help="fast: sized for a CPU; official: 500 + 1000 iterations, lr 1e-3 / 1e-6")
+    ed.add_argument("--preset", choices=EDIT_PRESETS, default="fast", type=preset_name,
+                    help="fast: sized for a CPU; faithful (also: official): the official 500 + 1000 iterations, "
+                         "lr 1e-3 / 1e-6")
     ed.add_argument("--session", type=Path, help="reuse a saved edit session (skips the optimisation)")
     _add_model_args(ed)
     _add_sampling_args(ed, mode_choice=False)
@@ -360,7 +362,7 @@ def run_edit(args: argparse.Namespace) -> int:
         _, note = prepare_image(args.image, model.config.image_size)
         if note:
             print(f"input image: {note}")
-        settings = EditSettings.official() if args.preset == "official" else EditSettings.fast()
+        settings = EditSettings.preset(args.preset)
         settings = replace(settings, seed=args.seed)
         bar = None
         if not args.no_progress:

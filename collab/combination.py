@@ -29,18 +29,19 @@ def cosine_decay(t: int, num_timesteps: int = 1000) -> torch.Tensor:
 class OfficialReweighting:
     """The hand-set rule of the official sampler, applied after the softmax (not in the paper).
 
-    The layout modalities' weights (the mask; also a sketch in the official 3-way code) are
-    multiplied by a cosine decay in t; the other modalities share what is left, 1 - sum(layout),
-    in proportion to their softmax weights (for mask + text: w_text = 1 - w_mask exactly); then the
-    layout weights are multiplied by `boost` and everything is renormalised to sum to one.
+    The weights of the modalities that lead early (the mask; also a sketch in the official 3-way
+    code; `ModalityConfig.leads_early`) are multiplied by a cosine decay in t; the other modalities
+    share what is left, 1 - sum(leading), in proportion to their softmax weights (for mask + text:
+    w_text = 1 - w_mask exactly); then the leading weights are multiplied by `boost` and everything
+    is renormalised to sum to one.
     """
 
-    layout: tuple[bool, ...]  # per modality: decayed and boosted?
+    leads_early: tuple[bool, ...]  # per modality: decayed and boosted?
     boost: float = 2.0
     num_timesteps: int = 1000
 
     def __call__(self, weights: torch.Tensor, t: int) -> torch.Tensor:
-        is_layout = torch.tensor(self.layout, device=weights.device).view(-1, *([1] * (weights.ndim - 1)))
+        is_layout = torch.tensor(self.leads_early, device=weights.device).view(-1, *([1] * (weights.ndim - 1)))
         decayed = weights * cosine_decay(t, self.num_timesteps).to(weights.device)
         layout_w = torch.where(is_layout, decayed, torch.zeros_like(weights))
         rest_w = torch.where(is_layout, torch.zeros_like(weights), weights)

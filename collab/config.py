@@ -32,8 +32,15 @@ class ModalityConfig:
     collaborator: UNetConfig
     encoder: Any  # the config of an encoder kind serving `kind` (collab.kinds.serving)
     diffuser: UNetConfig | None = None
-    layout: bool = False  # decayed and boosted by the official rule (the mask branch)
+    # Leads early: under the official combination rule its weight is decayed with t (strong in the
+    # first, noisy steps) and boosted (the mask branch). YAML key `leads_early`; older files say `layout`.
+    leads_early: bool = False
     official_name: str | None = None  # branch name in official checkpoints: "seg_mask", "text"
+
+    @property
+    def layout(self) -> bool:
+        """Old name of `leads_early`."""
+        return self.leads_early
 
     def inputs(self) -> tuple[tuple[str, str, Any], ...]:
         """(name, kind, encoder config) of each raw condition this modality reads: itself, or each
@@ -217,6 +224,11 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
         for key in ("kind", "collaborator", "encoder"):
             if key not in m:
                 raise ValueError(f"config: modality {m.get('name', '?')!r} has no field {key!r}")
+        if "layout" in m:  # the flag's name before collab 0.x: still read
+            if "leads_early" in m:
+                raise ValueError(f"config: modality {m.get('name', '?')!r} gives both 'leads_early' and its old "
+                                 "name 'layout'; keep 'leads_early'")
+            m["leads_early"] = m.pop("layout")
         kind = m["kind"]
         m["collaborator"] = _build(UNetConfig, m["collaborator"])
         m["encoder"] = _encoder_config(kind, m["encoder"])

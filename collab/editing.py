@@ -37,6 +37,15 @@ TRAINABLE = ("all", "attention")
 MAX_ITERATIONS = 100_000  # per stage; the official settings use 500 and 1000
 
 
+EDIT_PRESETS = ("fast", "faithful")  # the optimisation presets, one name each in the CLI, app and eval
+PRESET_ALIASES = {"official": "faithful"}  # accepted old names
+
+
+def preset_name(name: object) -> object:
+    """The preset's one name for an accepted alias; anything else unchanged (for the caller's check)."""
+    return PRESET_ALIASES.get(name, name) if isinstance(name, str) else name
+
+
 @dataclass(frozen=True)
 class EditSettings:
     embed_steps: int = 500
@@ -47,13 +56,24 @@ class EditSettings:
     seed: int = 0
 
     @classmethod
-    def official(cls) -> EditSettings:
+    def faithful(cls) -> EditSettings:
+        """The official settings: 500 + 1000 iterations, lr 1e-3 / 1e-6, the whole collaborator."""
         return cls()
+
+    @classmethod
+    def official(cls) -> EditSettings:
+        """Old name of `faithful`."""
+        return cls.faithful()
 
     @classmethod
     def fast(cls) -> EditSettings:
         """Sized for a CPU: fewer iterations, larger steps, attention-only fine-tuning."""
         return cls(embed_steps=100, embed_lr=1e-2, finetune_steps=150, finetune_lr=1e-4, trainable="attention")
+
+    @classmethod
+    def preset(cls, name: str) -> EditSettings:
+        """The settings of a preset in EDIT_PRESETS (or an alias: "official" = "faithful")."""
+        return getattr(cls, validate.choice("edit preset", preset_name(name), EDIT_PRESETS))()
 
     def validate(self) -> EditSettings:
         """The settings with canonical values (numpy scalars -> Python), or an error naming the field."""
@@ -230,7 +250,7 @@ def edit(model: CollaborativeModel, image: Any, targets: Mapping[str, Any], *,
     mask). `progress(stage, step, total, loss)` is called every iteration; `cancel()` is polled between
     iterations and raises EditCancelled when it returns True (nothing is kept).
     """
-    settings = (settings or EditSettings.official()).validate()
+    settings = (settings or EditSettings.faithful()).validate()
     validate.mapping("targets", targets, "{modality name: target condition}")
     if keep is not None:
         validate.mapping("keep", keep, "{modality name: condition}")

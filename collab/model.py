@@ -4,7 +4,7 @@ Modalities are data (a ModuleDict entry per name); nothing here branches on a mo
 """
 from __future__ import annotations
 
-import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -31,7 +31,11 @@ def native_low_precision(dtype: torch.dtype, device: torch.device) -> bool:
 
 
 class CollaborativeModel(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    """Load with `CollaborativeModel.from_pretrained("demo" | DIR | hub id | .ckpt)`, ready to encode
+    and sample; `save_pretrained(DIR)` writes a model folder. A model built from a config encodes
+    every condition at once, except WordPiece text, which needs `tokenizer=` (loading brings it)."""
+
+    def __init__(self, cfg: ModelConfig, tokenizer: WordPieceTokenizer | None = None) -> None:
         super().__init__()
         self.config = cfg
         self.vae = AutoencoderKL(cfg.vae)
@@ -39,21 +43,45 @@ class CollaborativeModel(nn.Module):
         self.encoders = nn.ModuleDict({m.name: build_encoder(m.kind, m.encoder) for m in cfg.modalities})
         self.diffusers = nn.ModuleDict({m.name: UNetModel(m.diffuser) for m in cfg.modalities if m.diffuser})
         self.schedule = DiffusionSchedule.linear(cfg.timesteps, cfg.linear_start, cfg.linear_end)
-        self.inputs: dict[str, ConditionInput] = {}
-        self.tokenizer: WordPieceTokenizer | None = None  # kept so save_pretrained can write its vocabulary
-        self.tracing = False  # see enable_tracing
-        self._traced: dict[tuple, torch.jit.ScriptModule] = {}
+        self._inputs: dict[str, ConditionInput] | None = None  # raw-input adapters, made on first use
+        self.tokenizer = tokenizer  # travels with the model: save_pretrained writes its vocabulary
+
+    # ------------------------------------------------------------ loading and saving
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | Path = "demo", *, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32, optimize: bool = True, **kwargs: Any) -> CollaborativeModel:
+        """A registry name ("demo", "official_256", ...), a model folder, a Hub id or official .ckpt
+        files (`ckpt=[...]`), ready to use: its tokenizer comes with it, and with `optimize` the speed
+        switches of `optimize_for(device)` are on. Other keywords as `collab.registry.load_model`."""
+        from collab.registry import load_model
+
+        return load_model(path_or_name, device=device, dtype=dtype, optimize=optimize, **kwargs)
+
+    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
+        """Write a model folder that `from_pretrained` reads back (`collab.checkpoint.save_pretrained`)."""
+        from collab.checkpoint import save_pretrained
+
+        return save_pretrained(self, directory, **kwargs)
 
     # ------------------------------------------------------------ conditions
 
     def attach_tokenizer(self, tokenizer: WordPieceTokenizer | None) -> CollaborativeModel:
         """Set up the raw-input adapters (the text ones need a tokenizer, read from disk by the loader)."""
         self.tokenizer = tokenizer
+        self._inputs = {}
         for m in self.config.modalities:
             adapter = input_for(m.kind, m.encoder, tokenizer)
             if adapter is not None:
-                self.inputs[m.name] = adapter
+                self._inputs[m.name] = adapter
         return self
+
+    @property
+    def inputs(self) -> dict[str, ConditionInput]:
+        """Raw input adapter per modality (made from the config and tokenizer when first asked)."""
+        if self._inputs is None:
+            self.attach_tokenizer(self.tokenizer)
+        return self._inputs
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -108,16 +136,18 @@ class CollaborativeModel(nn.Module):
                 net.compute_dtype = compute_dtype
         return self
 
-    def enable_tracing(self, enabled: bool = True) -> CollaborativeModel:
-        """Run the UNets through TorchScript traces (made on first use per input signature).
+    def optimize_for(self, device: str | torch.device | None = None) -> CollaborativeModel:
+        """The speed switches for running on `device` (default: where the model is), turned on
+        explicitly; they change how the model computes, not what (equal up to float rounding).
 
-        Small UNets on CPU are bound by per-operator Python overhead, which tracing removes (about
-        1.8x for the demo model). Traces reference the live parameters (they are not frozen), so
-        edited or reloaded weights are used; they are keyed by shapes, dtypes and memory layout.
+        CPU: the UNets' weights channels-last (oneDNN's fast convolution layout, about 1.5x at 256
+        shapes; it also makes the transformers' token reshapes free). Eager execution is kept: the
+        TorchScript traces used before are deprecated, and `torch.compile` costs minutes before the
+        first image on a small CPU for a 10-20% gain after it (README, "Speed and memory").
+        `load_model` calls this.
         """
-        self.tracing = enabled
-        self._traced.clear()
-        return self
+        device = torch.device(device) if device is not None else self.device
+        return self.use_channels_last(device.type == "cpu")
 
     def with_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> UNetModel:
         """A new collaborator module for `name` that uses `tensors` where given and shares every other
@@ -140,18 +170,7 @@ class CollaborativeModel(nn.Module):
         """collaborators[name] or diffusers[name] (or `net` standing in for it) on (x_t, t, context)."""
         if net is not None:
             return net(x_t, t, context)
-        net = getattr(self, part)[name]
-        if not self.tracing or torch.is_grad_enabled():
-            return net(x_t, t, context)
-        layout = net.out[2].weight.is_contiguous(memory_format=torch.channels_last)
-        key = (part, name, tuple(x_t.shape), tuple(context.shape), x_t.dtype, net.dtype, layout, x_t.device)
-        traced = self._traced.get(key)
-        if traced is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                traced = torch.jit.trace(net, (x_t, t, context), check_trace=False)
-            self._traced[key] = traced
-        return traced(x_t, t, context)
+        return getattr(self, part)[name](x_t, t, context)
 
     def use_channels_last(self, enabled: bool = True) -> CollaborativeModel:
         """NHWC weights for the UNets: oneDNN's fast convolution layout on CPU (about 1.5x at 256

@@ -76,7 +76,7 @@ def save_components(model: CollaborativeModel, cfg: ModelConfig, directory: Path
     _write_component(directory / "vae", {"_class_name": _CLASSES["vae"], **plain["vae"]}, _split(tensors, "vae."))
     modalities = []
     for m, entry in zip(cfg.modalities, plain["modalities"]):
-        index = {"name": m.name, "kind": m.kind, "layout": m.layout, "official_name": m.official_name}
+        index = {"name": m.name, "kind": m.kind, "leads_early": m.leads_early, "official_name": m.official_name}
         for part, field in zip(PARTS, ("collaborator", "encoder", "diffuser")):
             if entry[field] is None:
                 index[field] = None
@@ -171,7 +171,7 @@ def read_components(directory: str | Path, overrides: Mapping[str, str | Path] |
     folders = {"vae.": (vae_dir, index["vae"])}
     modalities = []
     for m in index["modalities"]:
-        entry = {k: m[k] for k in ("name", "kind", "layout", "official_name")}
+        entry = {k: m[k] for k in ("name", "kind", "leads_early", "layout", "official_name") if k in m}
         for part, field in zip(PARTS, ("collaborator", "encoder", "diffuser")):
             ref = m.get(field)
             if ref is None:

@@ -14,7 +14,7 @@ import torch
 from collab import combination as comb
 from collab import validate
 from collab.model import CollaborativeModel
-from collab.samplers import NoiseFn, StepInfo, gaussian_noise, sample_ddim, sample_dpmpp_2m
+from collab.samplers import SAMPLERS, NoiseFn, Prediction, StepInfo, gaussian_noise
 from collab.schedule import SamplingSchedule
 
 
@@ -69,9 +69,9 @@ class GenerationResult:
 class CollaborativeDenoiser:
     """eps(x_t, t) for a fixed set of modalities and their contexts; the sampler's denoiser.
 
-    Modes:
+    Modes (`MODE_WEIGHTS`, one entry each):
     - "collaborative": learned influence, per-pixel softmax over modalities (rule "paper"), or
-      the official sampler's cosine decay + doubling of the layout weight on top (rule "official").
+      the official sampler's cosine decay + doubling of the lead-early (mask) weight on top (rule "official").
     - "composable": fixed equal weights 1/M at every pixel and step, i.e. the convex average
       sum_m eps_m / M (Composable Diffusion without an unconditional term: the released
       collaborators were trained without condition dropout, so eps_u is not available).
@@ -82,11 +82,12 @@ class CollaborativeDenoiser:
       ablations; these are inference-time equivalents on the same diffusers.
     A single modality is simply a one-entry call: its collaborator alone, weight 1.
     On top of any mode, `steering` (user strengths and step windows, `combination.steer`) reweighs
-    each step; `step_of` maps a visited timestep to its step index.
+    each step; `step_of` maps a visited timestep to its step index. `predict` returns eps with the
+    weights used (what a sampler hands to its callback); calling the denoiser returns eps alone.
     """
 
     def __init__(self, model: CollaborativeModel, contexts: Mapping[str, torch.Tensor], mode: str, rule: str,
-                 observe: bool = False, collaborators: Mapping[str, torch.nn.Module] | None = None,
+                 collaborators: Mapping[str, torch.nn.Module] | None = None,
                  steering: comb.Steering | None = None, step_of: Mapping[int, int] | None = None) -> None:
         self.model = model
         self.overrides = collaborators or {}
@@ -94,44 +95,50 @@ class CollaborativeDenoiser:
         self.contexts = contexts
         self.mode = comb.validate_mode(mode)
         self.rule = comb.validate_rule(rule)
-        missing = [n for n in self.names if n not in model.diffusers] if self._learned else []
+        missing = [n for n in self.names if n not in model.diffusers] if self.mode != "composable" else []
         if missing and len(self.names) > 1:
             raise ValueError(f"mode {mode!r} needs dynamic diffusers, missing for {missing}")
-        layout = tuple(model.config.modality(n).layout for n in self.names)
-        self.reweight = comb.OfficialReweighting(layout, num_timesteps=model.config.timesteps)
-        self.observe = observe
-        self.last_weights: torch.Tensor | None = None  # [M, B, 1, h, w], kept only when observing
-        self._frozen: torch.Tensor | None = None
+        leads_early = tuple(model.config.modality(n).leads_early for n in self.names)
+        self.reweight = comb.OfficialReweighting(leads_early, num_timesteps=model.config.timesteps)
+        self._frozen: torch.Tensor | None = None  # the "no_temporal" mode's first-step weights
         self.steering, self.step_of = steering, step_of or {}
 
-    @property
-    def _learned(self) -> bool:
-        return self.mode != "composable"
-
-    def weights(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if len(self.names) == 1 or not self._learned:
-            return comb.uniform_weights(len(self.names), x_t)
-        if self.mode == "no_temporal" and self._frozen is not None:
-            return self._frozen
+    def learned(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The dynamic diffusers' weights: softmax of their logits, then the combination rule."""
         logits = torch.stack([self.model.run("diffusers", n, x_t, t, self.contexts[n]) for n in self.names])
         w = comb.softmax_influence(logits)
-        if self.rule == "official":
-            w = self.reweight(w, int(t[0]))
-        if self.mode == "no_spatial":
-            w = comb.spatial_mean(w)
-        if self.mode == "no_temporal":
-            self._frozen = w
-        return w
+        return self.reweight(w, int(t[0])) if self.rule == "official" else w
 
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def weights(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if len(self.names) == 1:
+            return comb.uniform_weights(1, x_t)
+        return MODE_WEIGHTS[self.mode](self, x_t, t)
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
         eps = torch.stack([self.model.run("collaborators", n, x_t, t, self.contexts[n], self.overrides.get(n))
                            for n in self.names])
         w = self.weights(x_t, t)
         if self.steering is not None:
             w = comb.steer(w, self.steering.factors(self.step_of[int(t[0])], w.device))
-        if self.observe:
-            self.last_weights = w
-        return comb.combine(eps, w)
+        return Prediction(comb.combine(eps, w), w)
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.predict(x_t, t).eps
+
+
+def _first_step_weights(den: CollaborativeDenoiser, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    if den._frozen is None:
+        den._frozen = den.learned(x_t, t)
+    return den._frozen
+
+
+WeightsFn = Callable[[CollaborativeDenoiser, torch.Tensor, torch.Tensor], torch.Tensor]
+MODE_WEIGHTS: dict[str, WeightsFn] = {  # keys: combination.MODES
+    "collaborative": CollaborativeDenoiser.learned,
+    "composable": lambda den, x_t, t: comb.uniform_weights(len(den.names), x_t),
+    "no_spatial": lambda den, x_t, t: comb.spatial_mean(den.learned(x_t, t)),
+    "no_temporal": _first_step_weights,
+}
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -165,9 +172,12 @@ def generate(
     """Sample images from raw conditions {modality name: prompt / mask / list of them}.
 
     Modalities present in `conditions` take part; one alone means that collaborator alone.
-    `rule` defaults to the model config's (official checkpoints: "official").
-    Randomness comes only from `generator` (or a CPU generator seeded with `seed`); x_T and the
-    per-step noise are drawn on the CPU so a seed gives the same image on every device.
+    `rule` defaults to the model config's (official checkpoints: "official"); `sampler` is a key
+    of `collab.samplers.SAMPLERS`, `mode` one of `MODE_WEIGHTS`.
+    Randomness comes only from `generator` (or a CPU generator seeded with `seed`, a fresh seed when
+    None); x_T and the per-step noise are drawn on the CPU so a seed gives the same image on every
+    device. The settings record the seed the generator started from (`initial_seed()`), also for a
+    given generator: it reproduces the run when that generator was freshly seeded.
     `contexts` (precomputed encoder outputs) override raw conditions, and `collaborators` stands in
     for some of the model's collaborators in this call only: both are how edits are sampled.
     `strength` {name: number or [H, W] map} multiplies a modality's weight after the softmax and
@@ -179,61 +189,74 @@ def generate(
         model, conditions, mode=mode, rule=rule, sampler=sampler, steps=steps, eta=eta, seed=seed,
         batch_size=batch_size, generator=generator, x_T=x_T, noise=noise, callback=callback, contexts=contexts,
         collaborators=collaborators, decode=decode)
-    names = tuple(n for n in model.names if n in conditions or (contexts and n in contexts))
-    unknown = [n for n in (*conditions, *(contexts or {})) if n not in model.names]
-    if unknown:
-        raise ValueError(f"unknown modalities {unknown}; this model has {', '.join(model.names)}")
-    if not names:
-        raise ValueError(f"give at least one condition among {', '.join(model.names)}")
+    names = _taking_part(model, conditions, contexts)
     schedule = SamplingSchedule.uniform(model.schedule, steps)
     steering = comb.make_steering(names, strength, window, len(schedule), model.latent_shape(1)[-2:])
-
     # 2. encode the conditions once, repeat over the batch
-    ctx = {}
-    for n in names:
-        if contexts and n in contexts:
-            c = contexts[n]
-        else:
-            raw = conditions[n]
-            c = model.encode_condition(n, list(raw) if isinstance(raw, (list, tuple)) else [raw])
-        ctx[n] = c.expand(batch_size, -1, -1) if c.shape[0] == 1 else c
-        if ctx[n].shape[0] != batch_size:
-            raise ValueError(f"{n}: got {c.shape[0]} conditions for a batch of {batch_size}")
-
+    ctx = {n: _context(model, n, conditions, contexts, batch_size) for n in names}
     # 3. start code and noise, from one CPU generator
-    if generator is None:
-        generator = torch.Generator("cpu")
-        if seed is not None:
-            generator.manual_seed(seed)
-        else:
-            generator.seed()
-    dtype = model.collaborators[names[0]].dtype
+    generator = generator if generator is not None else _seeded_generator(seed)
     if x_T is None:
         x_T = torch.randn(model.latent_shape(batch_size), generator=generator, device=generator.device)
-    x_T = x_T.to(model.device, torch.float32)
-
     # 4. sample
-    denoiser = CollaborativeDenoiser(model, ctx, mode, rule, observe=callback is not None,
-                                     collaborators=collaborators, steering=steering,
+    denoiser = CollaborativeDenoiser(model, ctx, mode, rule, collaborators=collaborators, steering=steering,
                                      step_of={int(t): i for i, t in enumerate(schedule.timesteps)})
-
-    def on_step(info: StepInfo) -> None:
-        w = denoiser.last_weights
-        influence = {n: w[i] for i, n in enumerate(names)} if w is not None else {}
-        callback(CollabStep(info.index, len(schedule), info.t, info.x_t, info.pred_x0, info.x_prev, influence))
-
-    hook = on_step if callback is not None else None
-    if sampler == "ddim":
-        z0 = sample_ddim(denoiser, x_T, schedule, eta, noise or gaussian_noise(generator), hook)
-    else:
-        z0 = sample_dpmpp_2m(denoiser, x_T, schedule, hook)
+    z0 = SAMPLERS[sampler](denoiser.predict, x_T.to(model.device, torch.float32), schedule, eta=eta,
+                           noise=noise or gaussian_noise(generator), callback=_observer(callback, names, len(schedule)))
     if not torch.isfinite(z0).all():  # never a silent black image
         raise RuntimeError("sampling produced NaN or infinite latents (non-finite weights or a float16 overflow?)")
-
-    # 5. decode
-    settings = GenerationSettings(names, mode, rule, sampler, steps, eta if sampler == "ddim" else 0.0, seed,
-                                  batch_size, str(dtype).replace("torch.", ""),
+    # 5. decode, and record what was done
+    settings = GenerationSettings(names, mode, rule, sampler, steps, SAMPLERS[sampler].recorded_eta(eta),
+                                  generator.initial_seed(), batch_size,
+                                  str(model.collaborators[names[0]].dtype).replace("torch.", ""),
                                   tuple(int(t) for t in schedule.timesteps), *steering.record())
     images = to_uint8(model.decode(z0)) if decode else np.zeros((0,), dtype=np.uint8)
     return GenerationResult(images, z0, settings)
 
+
+def _taking_part(model: CollaborativeModel, conditions: Mapping[str, Any],
+                 contexts: Mapping[str, torch.Tensor] | None) -> tuple[str, ...]:
+    """The modalities of the run, in the model's order."""
+    unknown = [n for n in (*conditions, *(contexts or {})) if n not in model.names]
+    if unknown:
+        raise ValueError(f"unknown modalities {unknown}; this model has {', '.join(model.names)}")
+    names = tuple(n for n in model.names if n in conditions or (contexts and n in contexts))
+    if not names:
+        raise ValueError(f"give at least one condition among {', '.join(model.names)}")
+    return names
+
+
+def _context(model: CollaborativeModel, name: str, conditions: Mapping[str, Any],
+             contexts: Mapping[str, torch.Tensor] | None, batch_size: int) -> torch.Tensor:
+    """A given context, or the encoded raw condition(s), repeated over the batch when single."""
+    if contexts and name in contexts:
+        c = contexts[name]
+    else:
+        raw = conditions[name]
+        c = model.encode_condition(name, list(raw) if isinstance(raw, (list, tuple)) else [raw])
+    ctx = c.expand(batch_size, -1, -1) if c.shape[0] == 1 else c
+    if ctx.shape[0] != batch_size:
+        raise ValueError(f"{name}: got {c.shape[0]} conditions for a batch of {batch_size}")
+    return ctx
+
+
+def _seeded_generator(seed: int | None) -> torch.Generator:
+    """A CPU generator from `seed`, or from a fresh one inside the seed bounds (0 .. 2^63 - 1), so
+    that the recorded seed can be given back as `seed=` to repeat the run."""
+    if seed is None:
+        seed = torch.Generator("cpu").seed() % 2**63
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+def _observer(callback: Callable[[CollabStep], None] | None, names: tuple[str, ...],
+              num_steps: int) -> Callable[[StepInfo], None] | None:
+    """The sampler's step hook: a CollabStep with the weights the step used, per modality."""
+    if callback is None:
+        return None
+
+    def on_step(info: StepInfo) -> None:
+        w = info.weights
+        influence = {n: w[i] for i, n in enumerate(names)} if w is not None else {}
+        callback(CollabStep(info.index, num_steps, info.t, info.x_t, info.pred_x0, info.x_prev, influence))
+
+    return on_step

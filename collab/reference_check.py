@@ -160,7 +160,7 @@ def _check_run(model, contexts, io, label, tag, run, generate, CollabStep, to_ui
     ref_t = io.get(f"{tag}/timesteps", torch.tensor(run.get("timesteps", [])))
     checks.append(compare(f"{label}/timesteps", sched.timesteps, ref_t))
     # reference arrays are indexed with 0 = the last step
-    for key, ours in (("ddim_alphas", sched.alphas), ("ddim_alphas_prev", sched.alphas_prev),
+    for key, ours in (("ddim_alphas", sched.alpha_bar), ("ddim_alphas_prev", sched.alpha_bar_prev),
                       ("ddim_sigmas", sched.ddim_sigmas(eta))):
         if f"{tag}/{key}" in io:
             checks.append(compare(f"{label}/{key}", ours.flip(0).float(), io[f"{tag}/{key}"]))

@@ -95,10 +95,20 @@ def resolve_source(source: str | Path) -> Path | None:
 def load_model(source: str | Path = DEFAULT_MODEL, *, ckpt: list[str | Path] | None = None,
                config: str | Path | None = None, vocab: str | Path | None = None, trusted: bool = False,
                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-               components: Mapping[str, str | Path] | None = None) -> CollaborativeModel:
+               components: Mapping[str, str | Path] | None = None, optimize: bool = True) -> CollaborativeModel:
     """A registry name ("demo", "official_256", ...), a collab model folder (either layout), a Hugging
     Face Hub id of one, or official .ckpt files. `components` swaps parts of a component-layout
-    folder: {"collaborators/text": "path/to/another/collaborator"}."""
+    folder: {"collaborators/text": "path/to/another/collaborator"}. With `optimize` (the default) the
+    model's speed switches for `device` are turned on (`CollaborativeModel.optimize_for`); they change
+    how it computes, not what (results equal to float rounding). Same as `CollaborativeModel.from_pretrained`."""
+    model = _load(source, ckpt=ckpt, config=config, vocab=vocab, trusted=trusted, device=device, dtype=dtype,
+                  components=components)
+    return model.optimize_for(device) if optimize else model
+
+
+def _load(source: str | Path, *, ckpt: list[str | Path] | None, config: str | Path | None, vocab: str | Path | None,
+          trusted: bool, device: str | torch.device, dtype: torch.dtype,
+          components: Mapping[str, str | Path] | None) -> CollaborativeModel:
     kw = dict(vocab=vocab, device=device, dtype=dtype)
     if ckpt:
         return load_official(ckpt, config, trusted=trusted, **kw)

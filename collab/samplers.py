@@ -1,7 +1,10 @@
 """Samplers: free functions over one denoiser protocol, `eps = denoiser(x_t, t)`.
 
 The sampler never knows how eps was made (one collaborator, a learned mixture, an edited model);
-per-step observation goes through one `callback(StepInfo)`.
+per-step observation goes through one `callback(StepInfo)`. A denoiser that mixes several
+predictions may return a `Prediction` (eps and the weights it used), which reaches the callback as
+`StepInfo.weights`. `SAMPLERS` is the one table of samplers by name, all called the same way:
+`SAMPLERS[name](denoiser, x_T, schedule, eta=, noise=, callback=)`.
 """
 from __future__ import annotations
 
@@ -14,8 +17,16 @@ import torch
 from collab.schedule import SamplingSchedule
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """A denoiser's output with what an observer may want beside eps."""
+
+    eps: torch.Tensor
+    weights: torch.Tensor | None = None  # mixing weights used [M, B, 1, h, w], for callbacks
+
+
 class Denoiser(Protocol):
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor | Prediction: ...
 
 
 NoiseFn = Callable[[int, torch.Tensor], torch.Tensor]  # (step index, x_t) -> standard normal like x_t
@@ -29,6 +40,7 @@ class StepInfo:
     eps: torch.Tensor
     pred_x0: torch.Tensor
     x_prev: torch.Tensor
+    weights: torch.Tensor | None = None  # what the denoiser's Prediction carried, if any
 
 
 def gaussian_noise(generator: torch.Generator | None) -> NoiseFn:
@@ -43,6 +55,11 @@ def gaussian_noise(generator: torch.Generator | None) -> NoiseFn:
 
 def _timestep_batch(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return t.to(x.device).expand(x.shape[0])
+
+
+def _predict(denoiser: Denoiser, x: torch.Tensor, t: torch.Tensor) -> Prediction:
+    out = denoiser(x, _timestep_batch(t, x))
+    return out if isinstance(out, Prediction) else Prediction(out)
 
 
 def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, a_t: float, a_prev: float, sigma: float,
@@ -71,15 +88,16 @@ def sample_ddim(denoiser: Denoiser, x_T: torch.Tensor, schedule: SamplingSchedul
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
     noise = noise or gaussian_noise(None)
-    a, a_prev = _as_coefficients(schedule.alphas), _as_coefficients(schedule.alphas_prev)
+    a, a_prev = _as_coefficients(schedule.alpha_bar), _as_coefficients(schedule.alpha_bar_prev)
     sigmas = _as_coefficients(schedule.ddim_sigmas(eta))
     x = x_T
     for k, t in enumerate(schedule.timesteps):
-        eps = denoiser(x, _timestep_batch(t, x))
+        out = _predict(denoiser, x, t)
+        eps = out.eps
         z = noise(k, x) if sigmas[k] > 0 else None
         x_prev, pred_x0 = ddim_step(x, eps, a[k], a_prev[k], sigmas[k], z)
         if callback is not None:
-            callback(StepInfo(k, int(t), x, eps, pred_x0, x_prev))
+            callback(StepInfo(k, int(t), x, eps, pred_x0, x_prev, out.weights))
         x = x_prev
     return x
 
@@ -94,14 +112,15 @@ def sample_dpmpp_2m(denoiser: Denoiser, x_T: torch.Tensor, schedule: SamplingSch
     step and the second-order extrapolation (1 + 1/2r) x0_k - (1/2r) x0_{k-1} after it.
     Few-step runs (< 15) take a first-order last step, which is more stable there.
     """
-    a = schedule.alphas.tolist()
-    a_next = schedule.alphas_prev.tolist()
+    a = schedule.alpha_bar.tolist()
+    a_next = schedule.alpha_bar_prev.tolist()
     lam = [0.5 * math.log(v / (1.0 - v)) for v in a]
     lam_next = [0.5 * math.log(v / (1.0 - v)) for v in a_next]
     x, prev_x0, prev_h = x_T, None, None
     steps = len(schedule)
     for k, t in enumerate(schedule.timesteps):
-        eps = denoiser(x, _timestep_batch(t, x))
+        out = _predict(denoiser, x, t)
+        eps = out.eps
         pred_x0 = (x - math.sqrt(1.0 - a[k]) * eps) / math.sqrt(a[k])
         h = lam_next[k] - lam[k]
         first_order = prev_x0 is None or (steps < 15 and k == steps - 1)
@@ -113,9 +132,40 @@ def sample_dpmpp_2m(denoiser: Denoiser, x_T: torch.Tensor, schedule: SamplingSch
         ratio = math.sqrt((1.0 - a_next[k]) / (1.0 - a[k]))
         x_prev = ratio * x - math.sqrt(a_next[k]) * math.expm1(-h) * d
         if callback is not None:
-            callback(StepInfo(k, int(t), x, eps, pred_x0, x_prev))
+            callback(StepInfo(k, int(t), x, eps, pred_x0, x_prev, out.weights))
         x, prev_x0, prev_h = x_prev, pred_x0, h
     return x
 
 
-SAMPLERS = ("ddim", "dpmpp_2m")
+StepCallback = Callable[[StepInfo], None]
+
+
+class SamplerFn(Protocol):
+    """The one signature of every sampler in `SAMPLERS`."""
+
+    def __call__(self, denoiser: Denoiser, x_T: torch.Tensor, schedule: SamplingSchedule, *, eta: float,
+                 noise: NoiseFn | None, callback: StepCallback | None) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler by its one signature, and whether eta (and per-step noise) act on it."""
+
+    run: Callable[..., torch.Tensor]
+    stochastic: bool
+
+    def __call__(self, denoiser: Denoiser, x_T: torch.Tensor, schedule: SamplingSchedule, *, eta: float = 0.0,
+                 noise: NoiseFn | None = None, callback: StepCallback | None = None) -> torch.Tensor:
+        if self.stochastic:
+            return self.run(denoiser, x_T, schedule, eta, noise, callback)
+        return self.run(denoiser, x_T, schedule, callback)
+
+    def recorded_eta(self, eta: float) -> float:
+        """The eta a result should report: a deterministic sampler ignores it."""
+        return eta if self.stochastic else 0.0
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "ddim": Sampler(sample_ddim, stochastic=True),
+    "dpmpp_2m": Sampler(sample_dpmpp_2m, stochastic=False),
+}

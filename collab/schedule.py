@@ -85,8 +85,8 @@ class SamplingSchedule:
     """
 
     timesteps: torch.Tensor  # [K] int64
-    alphas: torch.Tensor  # [K] float64, alpha_bar_{t_k}
-    alphas_prev: torch.Tensor  # [K] float64, alpha_bar of the step's target
+    alpha_bar: torch.Tensor  # [K] float64, alpha_bar_{t_k}
+    alpha_bar_prev: torch.Tensor  # [K] float64, alpha_bar of the step's target
 
     @classmethod
     def uniform(cls, schedule: DiffusionSchedule, num_steps: int) -> SamplingSchedule:
@@ -94,14 +94,22 @@ class SamplingSchedule:
         # The official sampler reads alpha_bar from the model's float32 buffer; so do we.
         abar = schedule.alphas_cumprod.float().double()
         t = torch.tensor(ts, dtype=torch.int64)
-        alphas = abar[t]
-        alphas_prev = torch.cat([abar[t[1:]], abar[:1]])
-        return cls(t, alphas, alphas_prev)
+        return cls(t, abar[t], torch.cat([abar[t[1:]], abar[:1]]))
 
     def __len__(self) -> int:
         return self.timesteps.shape[0]
 
+    @property
+    def alphas(self) -> torch.Tensor:
+        """Old name of `alpha_bar` (the official sampler's `ddim_alphas`, which hold alpha-bar)."""
+        return self.alpha_bar
+
+    @property
+    def alphas_prev(self) -> torch.Tensor:
+        """Old name of `alpha_bar_prev`."""
+        return self.alpha_bar_prev
+
     def ddim_sigmas(self, eta: float) -> torch.Tensor:
         """sigma_k = eta * sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev))  (DDIM eq. 16)."""
-        a, a_prev = self.alphas, self.alphas_prev
+        a, a_prev = self.alpha_bar, self.alpha_bar_prev
         return eta * ((1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev)).sqrt()

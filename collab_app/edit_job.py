@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from collab.editing import EditSettings, edit
+from collab.editing import EditSettings, edit, preset_name
 
 from collab_app import pictures
 from collab_app.errors import UserError
@@ -52,9 +52,10 @@ class EditView:
 
 
 def edit_settings(preset: str, seed: int) -> EditSettings:
+    preset = preset_name(preset)
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose {' or '.join(PRESETS)}")
-    settings = EditSettings.official() if preset == "faithful" else EditSettings.fast()
+    settings = EditSettings.preset(preset)
     return replace(settings, seed=seed)
 
 

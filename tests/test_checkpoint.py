@@ -146,13 +146,46 @@ def test_save_and_load_pretrained_round_trip(tmp_path, model, layout):
     for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), k
     conds = {"text": "a man", "mask": __import__("numpy").zeros((32, 32), "uint8")}
-    # the loaded model runs channels-last on CPU: the same maths, summed in another order
+    assert not again.collaborators["text"].out[2].weight.is_contiguous(memory_format=torch.channels_last)
+    # no speed switch is turned on behind the caller's back: the loaded model computes as the saved one
+    assert torch.equal(generate(model, conds, steps=2).latents, generate(again, conds, steps=2).latents)
+    again.optimize_for("cpu")  # channels-last on CPU: the same maths, summed in another order
+    assert again.collaborators["text"].out[2].weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(generate(model, conds, steps=2).latents, generate(again, conds, steps=2).latents, atol=1e-5)
     assert torch.equal(generate(again, conds, steps=2).latents, generate(again, conds, steps=2).latents)
     weights = "collaborators/text/model.safetensors" if layout == "components" else "model.safetensors"
     (tmp_path / "m" / weights).write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="safetensors"):
         load_pretrained(tmp_path / "m", vocab=VOCAB)
+
+
+def test_from_pretrained_is_ready_to_use_and_save_pretrained_writes_it_back(tmp_path, model):
+    from collab.model import CollaborativeModel
+    from collab.pipeline import generate
+
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "vocab.txt").is_file()  # the tokenizer travels with the model
+    again = CollaborativeModel.from_pretrained(tmp_path / "m", device="cpu", dtype=torch.float32)
+    assert again.tokenizer is not None
+    assert again.collaborators["text"].out[2].weight.is_contiguous(memory_format=torch.channels_last)
+    ctx = again.encode_condition("text", ["a man"])  # no attach_tokenizer needed
+    assert torch.allclose(ctx, model.encode_condition("text", ["a man"]))
+    plain = CollaborativeModel.from_pretrained(tmp_path / "m", optimize=False)
+    assert not plain.collaborators["text"].out[2].weight.is_contiguous(memory_format=torch.channels_last)
+    conds = {"text": "a man", "mask": __import__("numpy").zeros((32, 32), "uint8")}
+    assert torch.equal(generate(model, conds, steps=2).latents, generate(plain, conds, steps=2).latents)
+
+
+def test_a_model_built_from_a_config_encodes_without_attach_tokenizer(model, tokenizer):
+    from collab.model import CollaborativeModel
+
+    fresh = CollaborativeModel(model.config, tokenizer=tokenizer)
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh.encode_condition("text", ["a man"]), model.encode_condition("text", ["a man"]))
+    no_vocab = CollaborativeModel(model.config)
+    assert no_vocab.encode_condition("mask", [__import__("numpy").zeros((32, 32), "uint8")]).ndim == 3
+    with pytest.raises(ValueError, match="no tokenizer vocabulary"):
+        no_vocab.encode_condition("text", ["a man"])
 
 
 def _file_bytes(folder):

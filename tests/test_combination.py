@@ -20,7 +20,7 @@ def test_official_rule_for_mask_and_text_is_the_hand_formula():
     logits = torch.randn(2, 1, 1, 4, 4)
     w = comb.softmax_influence(logits)
     t = 601
-    got = comb.OfficialReweighting(layout=(True, False))(w, t)
+    got = comb.OfficialReweighting(leads_early=(True, False))(w, t)
     decay = (math.cos((1 - t / 1000) * math.pi) + 1) / 2
     w_mask = w[0] * decay
     w_text = 1 - w_mask
@@ -32,7 +32,7 @@ def test_official_rule_for_mask_and_text_is_the_hand_formula():
 
 def test_official_rule_generalises_to_three_modalities():
     w = comb.softmax_influence(torch.randn(3, 2, 1, 4, 4))
-    got = comb.OfficialReweighting(layout=(True, False, False))(w, 300)
+    got = comb.OfficialReweighting(leads_early=(True, False, False))(w, 300)
     assert torch.allclose(got.sum(0), torch.ones(2, 1, 4, 4), atol=1e-6)
     # the non-layout modalities keep their relative proportions
     assert torch.allclose(got[1] / got[2], w[1] / w[2], rtol=1e-4)

@@ -8,7 +8,7 @@ def test_official_fixture_yaml_parses_to_the_expected_architecture():
     cfg = load_official_config(REFERENCE / "compose_tiny_compose.yaml")
     assert cfg.names == ("mask", "text")  # the official softmax order: mask first
     mask, text = cfg.modalities
-    assert mask.layout and not text.layout and mask.official_name == "seg_mask"
+    assert mask.leads_early and not text.leads_early and mask.official_name == "seg_mask"
     assert mask.collaborator.channel_mult == (1, 1, 2) and mask.collaborator.num_heads == 4
     assert mask.diffuser.out_channels == 1 and text.encoder.n_layer == 2
     assert cfg.vae.ch_mult == (1, 2, 2) and cfg.scale_factor == 0.058 and cfg.latent_size == 16
@@ -39,3 +39,16 @@ def test_errors_name_the_problem(tmp_path):
     bad.write_text("model:\n  target: ldm.models.diffusion.ddpm.Other\n  params: {image_size: 8}\n")
     with pytest.raises(ValueError, match="unsupported model target"):
         load_config(bad)
+
+
+def test_leads_early_is_written_and_the_old_key_layout_still_read():
+    cfg = load_config("demo")
+    data = config_to_dict(cfg)
+    assert [m["leads_early"] for m in data["modalities"]] == [m.leads_early for m in cfg.modalities]
+    assert "layout" not in data["modalities"][0]
+    old = {**data, "modalities": [{("layout" if k == "leads_early" else k): v for k, v in m.items()}
+                                  for m in data["modalities"]]}
+    assert config_from_dict(old) == cfg and cfg.modalities[0].layout == cfg.modalities[0].leads_early
+    both = {**data, "modalities": [{**data["modalities"][0], "layout": True}, *data["modalities"][1:]]}
+    with pytest.raises(ValueError, match="both 'leads_early' and its old name 'layout'"):
+        config_from_dict(both)

@@ -79,3 +79,14 @@ def test_bad_requests(model):
     calls = []
     with pytest.raises(EditCancelled):
         edit(model, IMAGE, {"text": "a man"}, settings=FAST, cancel=lambda: calls.append(1) or len(calls) > 3)
+
+
+def test_one_preset_name_everywhere_and_the_old_one_still_read():
+    from collab.editing import EDIT_PRESETS, EditSettings, preset_name
+
+    assert EDIT_PRESETS == ("fast", "faithful")
+    assert EditSettings.preset("faithful") == EditSettings.preset("official") == EditSettings() == EditSettings.official()
+    assert EditSettings.preset("fast").trainable == "attention"
+    assert preset_name("official") == "faithful" and preset_name("slow") == "slow"
+    with pytest.raises(ValueError, match="edit preset 'slow'.*fast, faithful"):
+        EditSettings.preset("slow")

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from collab import frontier as fr
+from collab.eval import frontier as fr
 from collab.eval import EvalConfig, main
 from tests.conftest import tiny_config, tiny_model
 from tests.test_eval import tiny_evaluator

@@ -83,7 +83,7 @@ def sketch():
 def _config_with_sketch():
     """The tiny mask + text config plus a sketch modality, through the YAML reader."""
     data = config_to_dict(tiny_config())
-    sketch = {**data["modalities"][0], "name": "sketch", "kind": "sketch", "layout": False, "official_name": None,
+    sketch = {**data["modalities"][0], "name": "sketch", "kind": "sketch", "leads_early": False, "official_name": None,
               "encoder": {"kind": "sketch", "context_dim": 16, "side": 8}}
     data["modalities"].append(sketch)
     return config_from_dict(data)

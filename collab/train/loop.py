@@ -38,7 +38,7 @@ class LoopConfig:
     warmup: int = 100
     save_every: int = 250
     log_every: int = 25
-    sample_every: int = 0  # 0 = only at the end
+    sample_every: int = 0  # write samples after every N-th optimiser step (the last one too if N divides it); 0 = never
     grad_clip: float = 1.0  # 0 = no clipping
     quiet: bool = False
     accumulate: int = 1  # micro-batches per optimiser step

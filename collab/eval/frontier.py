@@ -19,6 +19,10 @@ from typing import Callable
 
 import numpy as np
 
+from collab.eval.heldout import held_out_pairs
+from collab.eval.methods import Method, paper_pair
+from collab.eval.metrics import attribute_metrics, mask_metrics
+from collab.eval.sampling import sample_set
 from collab.model import CollaborativeModel
 
 TEXT_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # composable: the text branch's fixed weight
@@ -42,8 +46,6 @@ class FrontierSetting:
 
 def frontier_settings(model: CollaborativeModel, weights=TEXT_WEIGHTS, strengths=TEXT_STRENGTHS,
                       rules=RULES) -> list[FrontierSetting]:
-    from collab.eval import paper_pair
-
     pair = paper_pair(model)
     if len(pair) != 2:
         raise ValueError(f"the frontier needs a mask and a text modality; model {model.config.name} has "
@@ -62,8 +64,6 @@ def text_name(model: CollaborativeModel) -> str:
 def run_frontier(model: CollaborativeModel, ev, cfg, settings: list[FrontierSetting] | None = None,
                  progress: Callable[[str], None] = print) -> dict:
     """mIoU and attribute accuracy of every setting on the same `cfg.n` held-out pairs and noise."""
-    from collab.eval import Method, attribute_metrics, held_out_pairs, mask_metrics, sample_set
-
     settings = settings or frontier_settings(model)
     data = held_out_pairs(cfg.n, model.config.image_size)
     targets = {k: v[:cfg.n] for k, v in data.targets.items()}

@@ -1,0 +1,4 @@
+"""`python -m collab.eval`: see collab.eval.cli."""
+from collab.eval.cli import main
+
+main()
