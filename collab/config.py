@@ -175,6 +175,8 @@ def _encoder_config(kind: str, data: dict[str, Any]) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"an encoder section is a mapping of fields, got {type(data).__name__}")
     data = dict(data)
+    if "kind" in data and not isinstance(data["kind"], str):
+        raise ValueError(f"the encoder field 'kind' must name an encoder kind (a string), got {data['kind']!r}")
     named = data.pop("kind", None)
     if named is None:
         named = next((v for (k, f), v in _V1_ENCODER_KINDS.items() if k == kind and f in data), None)

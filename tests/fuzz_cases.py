@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 
 from collab.checkpoint import CheckpointError
 
-settings.register_profile("ci", max_examples=40, deadline=None, database=None,
+# ci: the same examples on every run (derandomize), so CI never flakes; the long profile explores
+settings.register_profile("ci", max_examples=40, deadline=None, database=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("long", max_examples=2000, deadline=None, database=None,
                           suppress_health_check=list(HealthCheck))
@@ -184,8 +185,11 @@ def generate_cases(draw) -> Case:
     batch = kwargs.get("batch_size", 1)
 
     def check(result) -> bool:
+        # a given generator wins over `seed`; the settings then record the seed it started from
+        given = kwargs.get("generator")
+        seed = given.initial_seed() if isinstance(given, torch.Generator) else kwargs.get("seed", 0)
         return (result.latents.shape[0] == int(batch) and bool(torch.isfinite(result.latents).all())
-                and (kwargs.get("seed", 0) is None or result.settings.seed == int(kwargs.get("seed", 0))))
+                and (seed is None or result.settings.seed == int(seed)))
 
     mentions = tuple(chosen) + ({"conditions": ("conditions",), "generator": ("generator",), "x_T": ("x_T",)}
                                 .get(extra, ()))

@@ -238,8 +238,8 @@ def _wrong_values(value: Any) -> list[Any]:
         return ["abc", None, float("nan"), float("inf"), True, [value]]
     if isinstance(value, str):
         return [5, None, [value], 1.5]
-    if isinstance(value, list):
-        return [5, "abc", ["a"], [1.5], None]
+    if isinstance(value, list):  # ["a"] is a valid list of names (attributes), wrong only for numbers
+        return [5, "abc", [1.5], None] + ([["a"]] if value and not isinstance(value[0], str) else [])
     return [5, [5], 1.5]  # a null optional field (vocab, official_name): a string would be valid
 
 
