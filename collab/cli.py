@@ -197,10 +197,13 @@ def _handles(args: argparse.Namespace, conds: list[str]) -> tuple[dict[str, Any]
     for item in getattr(args, "strength", None) or []:
         name, value = split("--strength", item)
         if value.endswith(".npy"):
-            from collab.masks import MAX_MASK_PIXELS, _check_npy_header
+            from collab.masks import MAX_MASK_PIXELS, npy_header
 
             path = validate.file_path("--strength", value, "strength map")
-            _check_npy_header(path, MAX_MASK_PIXELS)  # refuse a huge claimed shape before allocating it
+            shape, dtype = npy_header(path)  # a huge or unusable claimed array is refused before allocation
+            if dtype.kind not in "biuf" or len(shape) != 2 or shape[0] * shape[1] > MAX_MASK_PIXELS:
+                raise UsageError(f"--strength {item}: a strength map is a 2-D array of numbers [H, W] of at most "
+                                 f"{MAX_MASK_PIXELS:,} values, got shape {shape}, dtype {dtype}")
             strength[name] = np.load(path, allow_pickle=False)
         else:
             try:

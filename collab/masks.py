@@ -266,14 +266,24 @@ def _check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
                         "so downscale it (nearest) first")
 
 
-def _check_npy_header(path: Path, max_pixels: int) -> None:
-    """Read a .npy header only: refuse a dtype or shape we cannot use before anything is allocated."""
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a .npy file claims, from its header alone: nothing is allocated, so a
+    caller refuses a huge or unusable array before `np.load` would build it."""
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
         if version not in ((1, 0), (2, 0)):
-            raise MaskError(f"unsupported .npy format version {version}; save with numpy.save")
+            raise ValueError(f"unsupported .npy format version {version}; save with numpy.save")
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read(f)
+    return shape, dtype
+
+
+def _check_npy_header(path: Path, max_pixels: int) -> None:
+    """Refuse a mask .npy whose dtype or shape we cannot use before anything is allocated."""
+    try:
+        shape, dtype = npy_header(path)
+    except ValueError as e:
+        raise MaskError(str(e)) from None
     if dtype.kind not in "biuf":
         raise MaskError(f"a mask array must hold numbers (bool, integer or real), got dtype {dtype}")
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3, 4)):

@@ -252,3 +252,11 @@ def test_bad_conditions_exit_2_with_one_line(tmp_path, attributes_model_dir, fla
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_strength_map_that_is_not_2d_numbers_is_refused_from_its_header(tmp_path, mask_png, capsys):
+    np.save(tmp_path / "rgb.npy", np.ones((4, 4, 3), np.float32))
+    code = main(["generate", "--model", str(tmp_path / "no_such_model"), "--text", "a man", "--mask", str(mask_png),
+                 "--out", str(tmp_path / "never"), "--strength", f"text={tmp_path / 'rgb.npy'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "a strength map is a 2-D array of numbers" in err and "(4, 4, 3)" in err
