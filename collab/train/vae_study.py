@@ -209,12 +209,10 @@ def reconstruct(vae: AutoencoderKL, images: np.ndarray, batch: int = 40) -> np.n
 
 
 def score(ev, images: np.ndarray, labels: np.ndarray, targets: dict, reference: np.ndarray | None = None) -> dict:
-    from collab.evaluator import CAPTION_HEADS, confusion, miou
+    """The evaluation's own mask and caption-attribute metrics, plus the pixel error against `reference`."""
+    from collab.eval.metrics import attribute_metrics, mask_metrics
 
-    preds = ev.attributes(images)
-    acc = {k: float((preds[k] == targets[k]).mean()) for k in CAPTION_HEADS}
-    out = {"miou": miou(confusion(ev.parse(images), labels)), **{f"acc_{k}": v for k, v in acc.items()},
-           "acc_mean": float(np.mean(list(acc.values())))}
+    out = mask_metrics(ev, images, labels) | attribute_metrics(ev, images, targets)
     if reference is not None:
         out["mae"] = float(np.abs(images.astype(np.float32) - reference.astype(np.float32)).mean())
     return out
