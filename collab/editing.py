@@ -7,6 +7,9 @@ For every modality m with a target condition c_tgt:
   2. collaborator fine-tuning with c_opt fixed, same loss (official: Adam lr 1e-6, 1000 iterations);
   3. sampling with c = alpha c_tgt + (1 - alpha) c_opt through the fine-tuned collaborator, all
      modalities mixed by the (unchanged) dynamic diffusers.
+Algorithm 3 runs stages 1-2 for every modality that takes part, so a modality kept unchanged (the
+input's own mask beside a text edit) is tuned on the image too, its c_tgt being its own condition
+(`tune_kept`, on by default): an untuned collaborator would draw another person into the mix.
 x_t comes from the input image's latent, so the fine-tuned model learns to reproduce that image.
 
 The shared model is never modified: a fine-tuned collaborator exists only as the set of tensors that
@@ -54,6 +57,7 @@ class EditSettings:
     finetune_lr: float = 1e-6
     trainable: str = "all"
     seed: int = 0
+    tune_kept: bool = True  # stages 1-2 also for kept modalities (Algorithm 3: every modality)
 
     @classmethod
     def faithful(cls) -> EditSettings:
@@ -84,7 +88,8 @@ class EditSettings:
                 raise ValueError(f"{k} must be > 0, got {v}")
         return replace(self, **lrs, embed_steps=validate.integer("embed_steps", self.embed_steps, 0, MAX_ITERATIONS),
                        finetune_steps=validate.integer("finetune_steps", self.finetune_steps, 0, MAX_ITERATIONS),
-                       seed=validate.seed_value("seed", self.seed))
+                       seed=validate.seed_value("seed", self.seed),
+                       tune_kept=validate.flag("tune_kept", self.tune_kept))
 
 
 class EditCancelled(RuntimeError):
@@ -97,6 +102,7 @@ class ModalityEdit:
     target: torch.Tensor  # c_tgt [1, L, D]
     optimized: torch.Tensor  # c_opt [1, L, D]
     params: dict[str, torch.Tensor]  # fine-tuned tensors of the collaborator (only those trained)
+    kept: bool = False  # a modality kept as it is, tuned on the image: c_tgt is its own condition
 
     def context(self, alpha: float) -> torch.Tensor:
         """alpha c_tgt + (1 - alpha) c_opt (alpha = 0 reconstructs the input, 1 is the target)."""
@@ -119,11 +125,16 @@ class EditSession:
                callback: Callable[[CollabStep], None] | None = None) -> GenerationResult:
         if model.config.name != self.model_name:
             raise ValueError(f"this edit was made with model {self.model_name}, not {model.config.name}")
-        if isinstance(alpha, Mapping) and set(alpha) != set(self.edits):
-            raise ValueError(f"alpha must give a value for each edited modality ({', '.join(self.edits)}), "
+        targets = [n for n, e in self.edits.items() if not e.kept]
+        if isinstance(alpha, Mapping) and not set(targets) <= set(alpha) <= set(self.edits):
+            raise ValueError(f"alpha must give a value for each edited modality ({', '.join(targets)}), "
                              f"got {sorted(map(str, alpha))}")
-        alphas = {n: validate.real(f"alpha for {n} (official sweeps use 0..2.5)",
-                                   alpha[n] if isinstance(alpha, Mapping) else alpha, 0.0, 3.0) for n in self.edits}
+        given = {n: validate.real(f"alpha for {n} (official sweeps use 0..2.5)",
+                                  alpha[n] if isinstance(alpha, Mapping) else alpha, 0.0, 3.0)
+                 for n in self.edits if not isinstance(alpha, Mapping) or n in alpha}
+        # a tuned kept modality not named in a mapping follows the edited ones (their mean alpha)
+        mean = sum(given[n] for n in targets) / max(len(targets), 1)
+        alphas = {n: given.get(n, mean) for n in self.edits}
         contexts = {**self.kept, **{n: e.context(alphas[n]) for n, e in self.edits.items()}}
         nets = {n: model.with_tensors(n, e.params) for n, e in self.edits.items()}
         result = generate(model, {}, contexts=contexts, collaborators=nets, steps=steps, eta=eta,
@@ -146,7 +157,8 @@ class EditSession:
             tensors.update({f"edit.{n}.params.{k}": v for k, v in e.params.items()})
         tensors.update({f"kept.{n}": v for n, v in self.kept.items()})
         meta = {"format": "collab-edit/v1", "model": self.model_name, "settings": json.dumps(asdict(self.settings)),
-                "modalities": json.dumps(sorted(self.edits))}
+                "modalities": json.dumps(sorted(self.edits)),
+                "tuned_kept": json.dumps(sorted(n for n, e in self.edits.items() if e.kept))}
         tmp = path.with_name(path.name + ".tmp")
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
         tmp.replace(path)
@@ -166,11 +178,11 @@ class EditSession:
             bad = validate.first_non_finite(t)
             if bad is not None:
                 raise ValueError(f"tensor {bad!r} holds NaN or infinite values")
-            edits = {}
+            edits, tuned_kept = {}, set(json.loads(meta.get("tuned_kept", "[]")))
             for n in json.loads(meta["modalities"]):
                 pre = f"edit.{n}.params."
                 edits[n] = ModalityEdit(n, t[f"edit.{n}.target"], t[f"edit.{n}.optimized"],
-                                        {k[len(pre):]: v for k, v in t.items() if k.startswith(pre)})
+                                        {k[len(pre):]: v for k, v in t.items() if k.startswith(pre)}, n in tuned_kept)
             kept = {k[5:]: v for k, v in t.items() if k.startswith("kept.")}
             settings = EditSettings(**json.loads(meta["settings"])).validate()
             return cls(meta["model"], t["input.image"].numpy(), t["input.latent"], edits, settings, kept)
@@ -267,7 +279,8 @@ def edit(model: CollaborativeModel, image: Any, targets: Mapping[str, Any], *,
     abar = model.schedule.alphas_cumprod
     g = torch.Generator().manual_seed(settings.seed)
     edits = {}
-    for name, raw in targets.items():
+    to_tune = {**targets, **(keep or {})} if settings.tune_kept else dict(targets)
+    for name, raw in to_tune.items():
         net = model.collaborators[name]
         c_tgt = model.encode_condition(name, [raw]).float()
         # 1. optimise the embedding, collaborator frozen
@@ -282,8 +295,9 @@ def edit(model: CollaborativeModel, image: Any, targets: Mapping[str, Any], *,
         params = {n: p.requires_grad_(True) for n, p in tuned.named_parameters() if n in set(names)}
         _optimise(list(params.values()), settings.finetune_lr, settings.finetune_steps,
                   lambda: _denoising_loss(tuned, z0, c_opt, g, abar), f"{name}: fine-tuning", progress, cancel)
-        edits[name] = ModalityEdit(name, c_tgt.detach(), c_opt, {k: v.detach() for k, v in params.items()})
-    kept = {n: model.encode_condition(n, [raw]) for n, raw in (keep or {}).items()}
+        edits[name] = ModalityEdit(name, c_tgt.detach(), c_opt, {k: v.detach() for k, v in params.items()},
+                                   kept=name not in targets)
+    kept = {n: model.encode_condition(n, [raw]) for n, raw in (keep or {}).items() if n not in edits}
     return EditSession(model.config.name, pixels, z0.detach(), edits, settings, kept)
 
 

@@ -1,4 +1,5 @@
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -36,7 +37,21 @@ def test_edit_changes_only_copies_and_samples(model):
     assert [s[0] for s in steps].count("text: embedding") == 6 and steps[-1][1:3] == (6, 6)
     strip = session.alpha_strip(model, [0.0, 1.0, 2.0], steps=3, seed=0)
     assert len(strip) == 3 and not np.array_equal(strip[0].images, strip[2].images)
-    assert strip[1].extras["alpha"] == {"text": 1.0} and strip[1].settings.modalities == ("mask", "text")
+    assert strip[1].extras["alpha"] == {"text": 1.0, "mask": 1.0} and strip[1].settings.modalities == ("mask", "text")
+
+
+def test_kept_modalities_are_tuned_on_the_image_as_algorithm_3_does(tmp_path, model):
+    session = edit(model, IMAGE, {"text": "this man has a long beard."}, settings=FAST, keep={"mask": MASK})
+    m = session.edits["mask"]
+    assert m.kept and not session.edits["text"].kept and not session.kept
+    assert torch.equal(m.target, model.encode_condition("mask", [MASK]).float())  # c_tgt: its own condition
+    assert not torch.equal(m.optimized, m.target) and m.params  # stages 1-2 ran for it
+    # a mapping names the edited modalities only; the kept one follows them
+    assert session.sample(model, {"text": 0.5}, steps=2).extras["alpha"] == {"text": 0.5, "mask": 0.5}
+    again = EditSession.load(session.save(tmp_path / "e.safetensors"))
+    assert again.edits["mask"].kept and not again.edits["text"].kept
+    untuned = edit(model, IMAGE, {"text": "an old man."}, settings=replace(FAST, tune_kept=False), keep={"mask": MASK})
+    assert set(untuned.edits) == {"text"} and set(untuned.kept) == {"mask"}
 
 
 def test_isolation_concurrent_edits_equal_sequential(model):

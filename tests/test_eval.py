@@ -96,6 +96,7 @@ def test_edit_evaluation_small(monkeypatch):
     assert set(res["summary"]) == {"text", "mask"}
     for s in res["summary"].values():
         assert s["n"] == 1 and 0 <= s["mad_outside"] <= 255 and s["seconds_per_edit"] > 0
+        assert 0 <= s["alpha0_mad"] <= 255 and 0 <= s["alpha0_miou_input"] <= 1  # the reconstruction check
     assert "long_beard_rate" in res["summary"]["text"]
 
 

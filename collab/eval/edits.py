@@ -71,7 +71,9 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
 def evaluate_edits(model: CollaborativeModel, ev: Evaluator, n: int = 10, settings=None, alpha: float = 1.0,
                    steps: int = 50, progress: Callable[[str], None] = print) -> dict:
     """Per edit kind: target reached (beard classifier / parser mIoU to the target layout), identity
-    kept (mean absolute pixel difference outside the editable region, 0-255), seconds per edit."""
+    kept (mean absolute pixel difference outside the editable region, 0-255), seconds per edit; and
+    from the same optimised session at alpha 0, whether it reproduces the input (difference over the
+    whole image, parser mIoU between the input's parse and the result's)."""
     from collab.editing import EditSettings, edit
 
     settings = settings or EditSettings.fast()
@@ -88,21 +90,26 @@ def evaluate_edits(model: CollaborativeModel, ev: Evaluator, n: int = 10, settin
         out = session.sample(model, alpha, steps=steps, seed=k).images[0]
         secs = time.perf_counter() - t0
         diff = np.abs(out.astype(np.float64) - case.image.astype(np.float64)).mean(-1)
-        parsed = ev.parse(out[None])[0]
-        r = {"seconds": secs, "mad_outside": float(diff[~case.editable].mean()),
+        parsed, source = ev.parse(np.stack([out, case.image]))
+        again = session.sample(model, 0.0, steps=steps, seed=k).images[0]
+        r = {"alpha0_mad": float(np.abs(again.astype(np.float64) - case.image.astype(np.float64)).mean()),
+             "alpha0_miou_input": miou(confusion(ev.parse(again[None])[0], source)),
+             "seconds": secs, "mad_outside": float(diff[~case.editable].mean()),
              "mad_inside": float(diff[case.editable].mean()),
              "miou_target": miou(confusion(parsed, case.target_labels)),
              "beard": int(ev.attributes(out[None])["beard"][0]),
              "beard_before": int(ev.attributes(case.image[None])["beard"][0])}
         rows[case.kind].append(r)
-        progress(f"  edit {k + 1}/{n} ({case.kind}): {secs:.1f} s, outside-region MAD {r['mad_outside']:.1f}")
+        progress(f"  edit {k + 1}/{n} ({case.kind}): {secs:.1f} s, outside-region MAD {r['mad_outside']:.1f}, "
+                 f"alpha 0: MAD {r['alpha0_mad']:.1f}, mIoU to the input {r['alpha0_miou_input']:.2f}")
     summary = {}
     for kind, rs in rows.items():
         if not rs:
             continue
         mean = lambda key: float(np.mean([r[key] for r in rs]))
         s = {"n": len(rs), "seconds_per_edit": mean("seconds"), "mad_outside": mean("mad_outside"),
-             "mad_inside": mean("mad_inside"), "miou_target": mean("miou_target")}
+             "mad_inside": mean("mad_inside"), "miou_target": mean("miou_target"),
+             "alpha0_mad": mean("alpha0_mad"), "alpha0_miou_input": mean("alpha0_miou_input")}
         if kind == "text":
             s["long_beard_rate"] = float(np.mean([r["beard"] == 4 for r in rs]))
             s["any_beard_rate"] = float(np.mean([r["beard"] >= 1 for r in rs]))

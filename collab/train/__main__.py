@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an exported model directory, or official .ckpt files, to start from")
     ap.add_argument("--keep", nargs="+", default=(), metavar="MODALITY",
                     help="with --init: take these collaborators as they are (e.g. train only diffusers)")
+    ap.add_argument("--only", nargs="+", default=(), metavar="MODALITY",
+                    help="train only these collaborators, then stop (one process per collaborator in one --run)")
     ap.add_argument("--until", choices=("decoder", "collaborators"), help="stop after this stage")
     ap.add_argument("--stage", choices=("model", "evaluator"), default="model",
                     help="model: VAE, collaborators, diffusers; evaluator: the face-world evaluator")
@@ -98,7 +100,8 @@ def run(args, recipe, engine: Engine, log) -> None:
         from collab.train.demo import run_demo
 
         run_demo(args.run, out, recipe, base_config=model, log=log, until=args.until,
-                 init=Path(init) if isinstance(init, str) else init, keep=tuple(args.keep), engine=engine)
+                 init=Path(init) if isinstance(init, str) else init, keep=tuple(args.keep), engine=engine,
+                 only=tuple(args.only))
         return
     from collab.config import load_config
     from collab.train.runner import LayoutSource, run_recipe
@@ -108,7 +111,8 @@ def run(args, recipe, engine: Engine, log) -> None:
         raise ValueError("--keep needs --init (the model to keep the collaborators from)")
     warm = WarmStart.load(init, config=model) if init else None
     source = LayoutSource(Path(recipe.data_root), recipe, args.vocab)
-    run_recipe(engine, args.run, out, recipe, source, load_config(model), log, args.until, warm, tuple(args.keep))
+    run_recipe(engine, args.run, out, recipe, source, load_config(model), log, args.until, warm, tuple(args.keep),
+               tuple(args.only))
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ class WorldSource:
 
 def run_demo(run: Path, out: Path, recipe: Recipe, base_config: str = "demo", log=print,
              until: str | None = None, init: Path | None = None, keep: tuple[str, ...] = (),
-             engine: Engine | None = None) -> Path:
+             engine: Engine | None = None, only: tuple[str, ...] = ()) -> Path:
     """Render the world (rank 0), then every stage of `base_config` on it (collab.train.runner)."""
     engine = engine or Engine(EngineConfig(accelerator="cpu"), run)
     run.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,7 @@ def run_demo(run: Path, out: Path, recipe: Recipe, base_config: str = "demo", lo
     engine.barrier()
     world, tok, vocab_path = load_world(run, recipe, log)
     source = WorldSource(engine, world, tok, vocab_path)
-    return run_recipe(engine, run, out, recipe, source, load_config(base_config), log, until, warm, keep)
+    return run_recipe(engine, run, out, recipe, source, load_config(base_config), log, until, warm, keep, only)
 
 
 def _archive_if_other_modalities(run: Path, diff_file: Path, names: set[str], log) -> None:
@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ldm-steps", type=int, default=None, help="collaborator steps (default: the recipe's)")
     ap.add_argument("--keep", nargs="+", default=(), metavar="MODALITY",
                     help="with --init: take these collaborators as they are instead of training them further")
+    ap.add_argument("--only", nargs="+", default=(), metavar="MODALITY",
+                    help="train only these collaborators, then stop (run one process per collaborator "
+                         "in the same --run; the decoder stage is left to the process without --only)")
     ap.add_argument("--diffuser-steps", type=int, default=None, help="dynamic diffuser steps (default: the recipe's)")
     ap.add_argument("--p2-gamma", type=float, default=None,
                     help="P2 loss weighting exponent of the collaborators (0 = plain loss)")
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.time()
         run_demo(args.run, args.out, recipe, base_config=args.config,
                  log=lambda s: print(f"[{time.time() - t0:7.0f}s] {s}", flush=True) if engine.is_main else None,
-                 until=args.until, init=args.init, keep=tuple(args.keep), engine=engine)
+                 until=args.until, init=args.init, keep=tuple(args.keep), engine=engine, only=tuple(args.only))
     except (ValueError, FileNotFoundError, TrainingError) as e:  # recipe, engine, data and loss errors
         raise SystemExit(f"error: {e}") from None
     if engine.is_main:

@@ -49,16 +49,18 @@ class Recipe:
     seed: int = 0
     workers: int = 0
     cache_latents: bool = True
-    # Sized for about 60 minutes on 2 CPU cores when nothing else runs (measured: VAE 0.37 s/step on
-    # 8 crops of 64x64, collaborators 0.26 s/step and diffusers 0.5 s/step at batch 32 on 16x16x3).
-    vae: LoopConfig = LoopConfig(steps=2000, lr=4e-4, batch_size=8, warmup=50)
-    vae_crop: int = 64  # the VAE is convolutional: train on crops, 4x cheaper than whole faces
+    # Demo v2, sized for about 3 hours of 2 CPU cores (the VAE by the study in docs/results/vae_study:
+    # f=4, no normalisation, whole faces, the official first stage's Adam betas).
+    vae: LoopConfig = LoopConfig(steps=5000, lr=4e-4, batch_size=4, warmup=50, betas=(0.5, 0.9))
+    vae_crop: int = 0  # whole faces: crops taught the old VAE statistics it never met at inference
     vae_kl_weight: float = 1e-6
-    # optionally the decoder alone on cached latents (does not move the latent space the collaborators
-    # learn, so it can run beside them); off by default: it gained little over a converged VAE
-    decoder: LoopConfig = LoopConfig(steps=0, lr=3e-4, batch_size=8, warmup=50)
-    ldm: LoopConfig = LoopConfig(steps=1500, lr=5e-4, batch_size=32, ema_decay=0.999, warmup=100, sample_every=1000)
-    diffusers: LoopConfig = LoopConfig(steps=800, lr=5e-4, batch_size=32, warmup=50)
+    # then the decoder alone on cached latents, whole faces, decaying rate: it does not move the latent
+    # space the collaborators learn, so it runs beside them (`--until decoder` in its own process)
+    decoder: LoopConfig = LoopConfig(steps=800, lr=2e-4, batch_size=4, warmup=50, betas=(0.5, 0.9),
+                                     schedule="cosine")
+    # every collaborator the same steps (v1's text collaborator had a third of the mask's and lost the mix)
+    ldm: LoopConfig = LoopConfig(steps=4000, lr=5e-4, batch_size=32, ema_decay=0.999, warmup=100, sample_every=1000)
+    diffusers: LoopConfig = LoopConfig(steps=1000, lr=5e-4, batch_size=32, warmup=50)
     evaluator: LoopConfig = LoopConfig(steps=1500, lr=2e-3, batch_size=16, warmup=75, schedule="cosine",
                                        weight_decay=1e-4, grad_clip=0.0, log_every=100, save_every=250)
     p2_gamma: float = 0.0  # P2 weighting of the collaborators' loss

@@ -93,9 +93,15 @@ def check_attributes(cfg: ModelConfig, names: tuple[str, ...]) -> None:
 
 
 def run_recipe(engine: Engine, run: Path, out: Path, recipe: Recipe, source, base: ModelConfig, log=print,
-               until: str | None = None, init: WarmStart | None = None, keep: tuple[str, ...] = ()) -> Path:
-    """Train every stage of `base` on `source`'s data and export the model to `out`."""
+               until: str | None = None, init: WarmStart | None = None, keep: tuple[str, ...] = (),
+               only: tuple[str, ...] = ()) -> Path:
+    """Train every stage of `base` on `source`'s data and export the model to `out`. `only`: train just
+    these collaborators and stop (several processes then share one run, one collaborator each)."""
     run.mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(only) - {m.name for m in base.modalities})
+    if unknown:
+        raise ValueError(f"--only {', '.join(unknown)}: the config's modalities are "
+                         f"{', '.join(m.name for m in base.modalities)}")
     if keep and init is None:
         raise ValueError("keeping a collaborator as it is needs --init (the model to keep it from)")
     schedule = DiffusionSchedule.linear(base.timesteps, base.linear_start, base.linear_end)
@@ -117,7 +123,7 @@ def run_recipe(engine: Engine, run: Path, out: Path, recipe: Recipe, source, bas
     # 2. scale factor and latents (cached once when the source does), optional decoder fine-tuning
     lat, scale = source.latents(engine, run, vae, init.scale_factor if from_init and init.scale_factor else None, log)
     log(f"scale factor {scale:.4f}")
-    if recipe.decoder.steps:
+    if recipe.decoder.steps and not only:
         decoder_stage(engine, run, recipe, vae, source.dataset(base, lat, images=True))
         vae.eval().requires_grad_(False)
     if until == "decoder":
@@ -131,6 +137,8 @@ def run_recipe(engine: Engine, run: Path, out: Path, recipe: Recipe, source, bas
     # 3. one collaborator per modality, its encoder trained with it
     collaborators, encoders = {}, {}
     for m in cfg.modalities:
+        if only and m.name not in only:
+            continue
         unet, enc = UNetModel(m.collaborator), build_encoder(m.kind, m.encoder)
         path = run / f"ldm_{m.name}.pt"
         in_init = init is not None and init.load_into(unet, f"collaborators.{m.name}.") \
@@ -150,7 +158,7 @@ def run_recipe(engine: Engine, run: Path, out: Path, recipe: Recipe, source, bas
             collaborator_stage(engine, run, recipe, m, data, z0, schedule, unet, enc, sampler)
         collaborators[m.name] = unet.to(engine.device).eval().requires_grad_(False)
         encoders[m.name] = enc.to(engine.device).eval().requires_grad_(False)
-    if until == "collaborators":
+    if until == "collaborators" or only:
         return run
 
     # 4. dynamic diffusers (Algorithm 1) on the frozen collaborators

@@ -118,7 +118,8 @@ def vae_stage(engine: Engine, run: Path, recipe: Recipe, vae: AutoencoderKL, ima
 
 
 def decoder_stage(engine: Engine, run: Path, recipe: Recipe, vae: AutoencoderKL, data) -> None:
-    """L1 on latent crops -> image crops, encoder frozen (stage "decoder", resumable)."""
+    """L1 on latent crops -> image crops, encoder frozen (stage "decoder", resumable). Only the
+    decoder moves, so collaborators trained on the cached latents stay valid: it can run beside them."""
     path = run / "decoder.pt"
     if recipe.decoder.steps == 0:
         return
@@ -135,7 +136,7 @@ def decoder_stage(engine: Engine, run: Path, recipe: Recipe, vae: AutoencoderKL,
         top, left = torch.randint(0, z.shape[-1] - crop + 1, (2,), generator=g).tolist()
         z = z[..., top:top + crop, left:left + crop]
         x = x[..., top * f:(top + crop) * f, left * f:(left + crop) * f]
-        return (vae.decoder(vae.post_quant_conv(z)) - x).abs().mean()
+        return (vae.decode(z) - x).abs().mean()  # decode: includes the colour path when the VAE has one
 
     weights = train(engine, run, "decoder", {"decoder": vae.decoder}, loss_fn, data, recipe.decoder,
                     workers=_workers(engine, recipe))

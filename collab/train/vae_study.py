@@ -291,6 +291,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="write the (last) variant's VAE here as float16 safetensors with its config and step")
     ap.add_argument("--init", type=Path, default=None, help="a file written by --export to start a variant from")
     ap.add_argument("--shipped", default="demo", help="also score this model's VAE as shipped ('' to skip)")
+    ap.add_argument("--model-row", action="append", default=[], metavar="LABEL=MODEL",
+                    help="also score the VAE of this model (name or directory) as row LABEL (repeatable), "
+                         "e.g. a trained model whose decoder was fine-tuned after the study")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -315,6 +318,23 @@ def main(argv: list[str] | None = None) -> None:
         results["shipped"] = {**score(ev, recs, data.labels, data.targets, data.images),
                               "variant": {"note": f"the VAE of {args.shipped} as shipped", "latent": "3x16^2"}}
         write_grid(args.run / "recon_shipped.png", data.images, recs)
+    for item in args.model_row:
+        label, sep, name = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--model-row {item!r}: expected LABEL=MODEL")
+        from collab.registry import load_model
+
+        vae = load_model(name).vae
+        recs = reconstruct(vae, data.images)
+        results[label] = {**score(ev, recs, data.labels, data.targets, data.images),
+                          "variant": {"note": f"the VAE of {name}",
+                                      "latent": f"{vae.config.embed_dim}x{128 // vae.config.downsample_factor}^2"}}
+        write_grid(args.run / f"recon_{label}.png", data.images, recs)
+        log(f"{label}: mIoU {results[label]['miou']:.3f} acc {results[label]['acc_mean']:.3f} "
+            f"MAE {results[label]['mae']:.1f}")
+    if args.model_row:
+        results_path.write_text(json.dumps(results, indent=1))
+        (args.run / "study.md").write_text(markdown(results))
     variants = [v for v in VARIANTS if args.only is None or v.name in args.only]
     for v in variants:
         tr = Trainer(v, images, args.run / v.name)

@@ -154,3 +154,21 @@ def test_a_model_reads_one_vocabulary():
     assert export_vocab(replace(cfg, modalities=(cfg.modality("mask"), scratch)), Path("w.txt")) == Path("w.txt")
     with pytest.raises(ValueError, match="cannot mix"):
         export_vocab(replace(cfg, modalities=(*cfg.modalities, scratch)), Path("w.txt"))
+
+
+def test_only_trains_the_named_collaborators_so_processes_can_share_a_run(tmp_path):
+    import pytest
+
+    run, out = tmp_path / "run", tmp_path / "out"
+    recipe = tiny_recipe()
+    with pytest.raises(ValueError, match="--only sketch: the config's modalities are mask, text, attributes"):
+        run_demo(run, out, recipe, log=lambda s: None, only=("sketch",))
+    run_demo(run, out, recipe, log=lambda s: None, only=("text",))
+    assert (run / "ldm_text.pt").exists()
+    assert not any((run / f).exists() for f in ("ldm_mask.pt", "ldm_attributes.pt", "decoder.pt", "diffusers.pt"))
+    assert not out.exists()
+    stamp = (run / "ldm_text.pt").stat().st_mtime
+    run_demo(run, out, recipe, log=lambda s: None)  # the process without --only does the rest, text as it is
+    assert (run / "ldm_text.pt").stat().st_mtime == stamp
+    assert all((run / f).exists() for f in ("ldm_mask.pt", "ldm_attributes.pt", "decoder.pt", "diffusers.pt"))
+    assert set(load_model(out).names) == {"mask", "text", "attributes"}
