@@ -36,6 +36,9 @@ class ModalityConfig:
     # first, noisy steps) and boosted (the mask branch). YAML key `leads_early`; older files say `layout`.
     leads_early: bool = False
     official_name: str | None = None  # branch name in official checkpoints: "seg_mask", "text"
+    # The model's default strength of this modality's learned weight in collaborative sampling (1 = as
+    # learned; `generate(strength=)` overrides it). Chosen on validation conditions, never the evaluation's.
+    strength: float = 1.0
 
     @property
     def layout(self) -> bool:
@@ -111,6 +114,9 @@ def check_config(cfg: ModelConfig) -> ModelConfig:
     validate.real("config.linear_start", cfg.linear_start, 1e-8, 1.0)
     validate.real("config.linear_end", cfg.linear_end, cfg.linear_start, 1.0 - 1e-8)
     validate.choice("config.default_rule", cfg.default_rule, ("paper", "official"))
+    for m in cfg.modalities:
+        if validate.real(f"config.modalities.{m.name}.strength", m.strength, 0.0, 16.0) <= 0:
+            raise ValueError(f"config.modalities.{m.name}.strength must be > 0 (a default cannot switch a modality off)")
     names = cfg.names
     if not names or len(set(names)) != len(names):
         raise ValueError(f"config.modalities must be one or more modalities with distinct names, got {list(names)}")

@@ -191,6 +191,9 @@ def generate(
         collaborators=collaborators, decode=decode)
     names = _taking_part(model, conditions, contexts)
     schedule = SamplingSchedule.uniform(model.schedule, steps)
+    if mode == "collaborative":  # the model's default strengths (its config), under the caller's own
+        strength = {**{n: model.config.modality(n).strength for n in names if model.config.modality(n).strength != 1.0},
+                    **(strength or {})}
     steering = comb.make_steering(names, strength, window, len(schedule), model.latent_shape(1)[-2:])
     # 2. encode the conditions once, repeat over the batch
     ctx = {n: _context(model, n, conditions, contexts, batch_size) for n in names}

@@ -186,8 +186,8 @@ def seed_row(prefix: str, render: bool = True) -> tuple[gr.Number, gr.Checkbox]:
     return seed, randomize
 
 
-def steps_slider(prefix: str, label: str = "Steps") -> gr.Slider:
-    return slider(STEPS, label, f"{prefix}-steps")
+def steps_slider(prefix: str, label: str = "Steps", bound: Bound = STEPS) -> gr.Slider:
+    return slider(bound, label, f"{prefix}-steps")
 
 
 def settings_box(prefix: str) -> gr.Code:

@@ -251,3 +251,26 @@ def test_handle_errors_name_the_problem(model):
     with pytest.raises(ValueError, match="no modality takes part in step 2 of 3"):
         generate(model, CONDS, steps=3, window={"mask": (0, 0.2), "text": (0.8, 1)})
 
+
+
+def test_a_models_default_strength_applies_to_collaborative_runs_under_the_callers():
+    from dataclasses import replace
+
+    from collab.config import check_config, config_from_dict, config_to_dict
+
+    plain = tiny_model()
+    cfg = tiny_config()
+    cfg = replace(cfg, modalities=tuple(replace(m, strength=2.5) if m.name == "text" else m for m in cfg.modalities))
+    strong = tiny_model(cfg)  # same seed, same weights: only the config's default differs
+    a = generate(strong, CONDS, steps=3, seed=1)
+    assert torch.equal(a.latents, generate(plain, CONDS, steps=3, seed=1, strength={"text": 2.5}).latents)
+    assert a.settings.strength["text"] == 2.5 and "strength text=2.5" in a.settings.describe()
+    mine = generate(strong, CONDS, steps=3, seed=1, strength={"text": 1.0})  # the caller's value wins
+    assert torch.equal(mine.latents, generate(plain, CONDS, steps=3, seed=1).latents)
+    for mode in ("composable", "no_spatial"):  # other modes are the learned or fixed mix as it is
+        assert torch.equal(generate(strong, CONDS, steps=3, seed=1, mode=mode).latents,
+                           generate(plain, CONDS, steps=3, seed=1, mode=mode).latents)
+    assert config_from_dict(config_to_dict(cfg)).modality("text").strength == 2.5
+    for bad in (0.0, -1.0, float("nan"), 17.0):
+        with pytest.raises(ValueError, match="strength"):
+            check_config(replace(cfg, modalities=tuple(replace(m, strength=bad) for m in cfg.modalities)))

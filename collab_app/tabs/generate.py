@@ -9,7 +9,7 @@ from collab_app import controls as C
 from collab_app import handlers as h
 from collab_app import widgets as w
 from collab_app.inputs import example_captions, read_mask
-from collab_app.limits import BATCH, ETA, MAX_TEXT_CHARS
+from collab_app.limits import BATCH, ETA, GENERATE_STEPS, MAX_TEXT_CHARS, SAMPLER
 from collab_app.state import AppState
 
 ORDER = ("images", "overlay", "status", "seed", "steps", "settings")
@@ -33,10 +33,10 @@ def create_tab(state: AppState, model: gr.Dropdown, attribute_names: tuple[str, 
                 with gr.Row():
                     seed.render()
                     randomize.render()
-                    steps = w.steps_slider("gen")
+                    steps = w.steps_slider("gen", bound=GENERATE_STEPS)
                 with gr.Row():
                     eta = w.slider(ETA, "eta (DDIM; 0 = deterministic)", "gen-eta")
-                    sampler = gr.Dropdown(list(SAMPLERS), value="ddim", label="Sampler")
+                    sampler = gr.Dropdown(list(SAMPLERS), value=SAMPLER, label="Sampler")
                     batch = w.slider(BATCH, "Batch size", "gen-batch")
                     rule = gr.Dropdown(w.RULES, value="", label="Combination rule")
                 with gr.Accordion("Steer the mix: strength, steps, where a condition leads", open=False,
