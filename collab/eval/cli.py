@@ -16,7 +16,7 @@ import numpy as np
 
 from collab.editing import EDIT_PRESETS, EditSettings, preset_name
 from collab.eval.edits import evaluate_edits
-from collab.eval.heldout import held_out_pairs
+from collab.eval.heldout import HELDOUT_WORLD, held_out_pairs
 from collab.eval.methods import Method, beyond_two_methods, default_methods
 from collab.eval.report import markdown, merge_reports, write_outputs
 from collab.eval.sampling import EvalConfig
@@ -93,6 +93,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--edit-preset", choices=EDIT_PRESETS, default="fast", type=preset_name,
                     help="optimisation settings of the evaluated edits (faithful, also called official: "
                          "500 + 1000 iterations)")
+    ap.add_argument("--world-seed", type=int, default=HELDOUT_WORLD,
+                    help=f"face-world seed of the conditions (default {HELDOUT_WORLD}, the evaluation's; the demo "
+                         "trained on 0): another one is a validation set, e.g. to choose a model's default strengths")
     ap.add_argument("--frontier", action="store_true",
                     help="also the layout-vs-text frontier (collab.eval.frontier): frontier.md/.json/.png")
     ap.add_argument("--only-frontier", action="store_true", help="only the frontier")
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = EvalConfig(n=args.n, steps=args.steps, eta=args.eta, sampler=args.sampler, batch_size=args.batch_size,
                      rule=args.rule, seed=args.seed, diversity_pairs=args.diversity_pairs,
                      sampler_study=not args.no_sampler_study, sampler_n=args.sampler_n,
-                     denoising_study=not args.no_denoising_study)
+                     denoising_study=not args.no_denoising_study, world_seed=args.world_seed)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.edits:
         run_edit_study(model, ev, args)
@@ -177,6 +180,6 @@ def run_tables(model: CollaborativeModel, ev: Evaluator, cfg: EvalConfig, args, 
                 gallery = {k: old[k] for k in old.files} | gallery
         order = [n for names in report.sections.values() for n in names]
         gallery = {k: gallery[k] for k in order if k in gallery}
-    files = write_outputs(report, gallery, args.out, held_out_pairs(8, model.config.image_size))
+    files = write_outputs(report, gallery, args.out, held_out_pairs(8, model.config.image_size, cfg.world_seed))
     print(markdown(report))
     print("wrote " + ", ".join(str(f) for f in files))

@@ -65,7 +65,7 @@ def run_frontier(model: CollaborativeModel, ev, cfg, settings: list[FrontierSett
                  progress: Callable[[str], None] = print) -> dict:
     """mIoU and attribute accuracy of every setting on the same `cfg.n` held-out pairs and noise."""
     settings = settings or frontier_settings(model)
-    data = held_out_pairs(cfg.n, model.config.image_size)
+    data = held_out_pairs(cfg.n, model.config.image_size, cfg.world_seed)
     targets = {k: v[:cfg.n] for k, v in data.targets.items()}
     text = text_name(model)
     points = []

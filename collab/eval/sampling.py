@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from collab.eval.heldout import HeldOut, conditions_for
+from collab.eval.heldout import HELDOUT_WORLD, HeldOut, conditions_for
 from collab.eval.methods import Method
 from collab.influence import RegionAccumulator
 from collab.model import CollaborativeModel
@@ -41,6 +41,7 @@ class EvalConfig:
     sampler_study: bool = True
     sampler_n: int = 40
     denoising_study: bool = True  # per-timestep noise-prediction error of each collaborator and the mix
+    world_seed: int = HELDOUT_WORLD  # another seed is a validation set, e.g. to choose a model's defaults
 
 
 @dataclass

@@ -32,7 +32,7 @@ def evaluate(model: CollaborativeModel, ev: Evaluator, cfg: EvalConfig, methods:
     if sections is None:
         sections = {"paper": methods or default_methods(model)}
     methods = [m for ms in sections.values() for m in ms]
-    data = held_out_pairs(max(cfg.n, cfg.diversity_pairs), model.config.image_size)
+    data = held_out_pairs(max(cfg.n, cfg.diversity_pairs), model.config.image_size, cfg.world_seed)
     real = _Reference(ev, data, cfg.n)
     report = EvalReport(config=asdict(cfg) | {"model": model.config.name, "methods": [asdict(m) for m in methods],
                                               "models": {k: v.config.name for k, v in models.items()}},
