@@ -23,7 +23,7 @@ from PIL import Image
 
 from collab import kinds, validate
 from collab.combination import MODES, RULES
-from collab.editing import EDIT_PRESETS, preset_name
+from collab.editing import EDIT_PRESETS, EDIT_STARTS, preset_name
 from collab.samplers import SAMPLERS
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -101,9 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--preset", choices=EDIT_PRESETS, default="fast", type=preset_name,
                     help="fast: sized for a CPU; faithful (also: official): the official 500 + 1000 iterations, "
                          "lr 1e-3 / 1e-6")
+    ed.add_argument("--start", choices=EDIT_STARTS, default="inversion",
+                    help="inversion: sample from the input's DDIM inversion (alpha 0 returns the input with "
+                         "--eta 0); noise: a fresh start code from --seed, Algorithm 3 as written")
     ed.add_argument("--session", type=Path, help="reuse a saved edit session (skips the optimisation)")
     _add_model_args(ed)
     _add_sampling_args(ed, mode_choice=False)
+    ed.set_defaults(eta=0.0)  # deterministic: with --start inversion, alpha 0 then returns the input
     chk = sub.add_parser("check", help="verify against golden vectors (= python -m collab.reference_check)")
     chk.add_argument("dirs", nargs="+", type=Path)
     return ap
@@ -387,7 +391,7 @@ def run_edit(args: argparse.Namespace) -> int:
 
     # 3. sample: the chosen alpha (with influence maps) and the strip
     rec = StepRecorder()
-    common = dict(steps=args.steps, eta=args.eta, seed=args.seed)
+    common = dict(steps=args.steps, eta=args.eta, seed=args.seed, start=args.start)
     main_result = session.sample(model, args.alpha, callback=rec, **common)
     strip = [session.sample(model, a, **common).images[0] for a in args.alphas]
 

@@ -34,9 +34,10 @@ from safetensors.torch import load_file, save_file
 
 from collab import validate
 from collab.model import CollaborativeModel
-from collab.pipeline import CollabStep, GenerationResult, generate
+from collab.pipeline import CollabStep, GenerationResult, generate, invert
 
 TRAINABLE = ("all", "attention")
+EDIT_STARTS = ("inversion", "noise")  # where sampling starts: the input's DDIM inversion, or fresh noise
 MAX_ITERATIONS = 100_000  # per stage; the official settings use 500 and 1000
 
 
@@ -119,10 +120,16 @@ class EditSession:
     edits: dict[str, ModalityEdit]
     settings: EditSettings
     kept: dict[str, torch.Tensor] = field(default_factory=dict)  # contexts of unedited modalities
+    _starts: dict = field(default_factory=dict, repr=False)  # DDIM inversions of the input, by (steps, rule, mode)
 
     def sample(self, model: CollaborativeModel, alpha: float | Mapping[str, float], *, steps: int = 50,
                eta: float = 0.0, seed: int = 0, rule: str | None = None, mode: str = "collaborative",
-               callback: Callable[[CollabStep], None] | None = None) -> GenerationResult:
+               callback: Callable[[CollabStep], None] | None = None, start: str = "inversion") -> GenerationResult:
+        """The edit at `alpha` (0 = the input, 1 = the target). `start`: "inversion" (default) samples
+        from the DDIM inversion of the input under the alpha-0 contexts and tuned collaborators, so
+        with eta 0 alpha 0 returns the input and every alpha keeps what the edit does not change;
+        "noise" is the paper's Algorithm 3 as written (a fresh x_T from `seed`)."""
+        validate.choice("start", start, EDIT_STARTS)
         if model.config.name != self.model_name:
             raise ValueError(f"this edit was made with model {self.model_name}, not {model.config.name}")
         targets = [n for n, e in self.edits.items() if not e.kept]
@@ -137,10 +144,21 @@ class EditSession:
         alphas = {n: given.get(n, mean) for n in self.edits}
         contexts = {**self.kept, **{n: e.context(alphas[n]) for n, e in self.edits.items()}}
         nets = {n: model.with_tensors(n, e.params) for n, e in self.edits.items()}
+        x_T = self._inverted(model, nets, steps, rule, mode) if start == "inversion" else None
         result = generate(model, {}, contexts=contexts, collaborators=nets, steps=steps, eta=eta,
-                          seed=seed, rule=rule, mode=mode, callback=callback)
+                          seed=seed, rule=rule, mode=mode, callback=callback, x_T=x_T)
         result.extras["alpha"] = alphas
+        result.extras["start"] = start
         return result
+
+    def _inverted(self, model: CollaborativeModel, nets: dict, steps: int, rule: str | None, mode: str) -> torch.Tensor:
+        """x_T of the input under the reconstruction (alpha 0) contexts, once per steps/rule/mode."""
+        key = (steps, rule, mode)
+        if key not in self._starts:
+            contexts = {**self.kept, **{n: e.optimized for n, e in self.edits.items()}}
+            self._starts[key] = invert(model, self.latent, contexts, steps=steps, rule=rule, mode=mode,
+                                       collaborators=nets).cpu()
+        return self._starts[key]
 
     def alpha_strip(self, model: CollaborativeModel, alphas: Sequence[float], **kwargs: Any) -> list[GenerationResult]:
         return [self.sample(model, a, **kwargs) for a in alphas]

@@ -191,19 +191,14 @@ def generate(
         collaborators=collaborators, decode=decode)
     names = _taking_part(model, conditions, contexts)
     schedule = SamplingSchedule.uniform(model.schedule, steps)
-    if mode == "collaborative":  # the model's default strengths (its config), under the caller's own
-        strength = {**{n: model.config.modality(n).strength for n in names if model.config.modality(n).strength != 1.0},
-                    **(strength or {})}
-    steering = comb.make_steering(names, strength, window, len(schedule), model.latent_shape(1)[-2:])
     # 2. encode the conditions once, repeat over the batch
     ctx = {n: _context(model, n, conditions, contexts, batch_size) for n in names}
+    denoiser = _denoiser(model, ctx, mode, rule, collaborators, strength, window, schedule)
     # 3. start code and noise, from one CPU generator
     generator = generator if generator is not None else _seeded_generator(seed)
     if x_T is None:
         x_T = torch.randn(model.latent_shape(batch_size), generator=generator, device=generator.device)
     # 4. sample
-    denoiser = CollaborativeDenoiser(model, ctx, mode, rule, collaborators=collaborators, steering=steering,
-                                     step_of={int(t): i for i, t in enumerate(schedule.timesteps)})
     z0 = SAMPLERS[sampler](denoiser.predict, x_T.to(model.device, torch.float32), schedule, eta=eta,
                            noise=noise or gaussian_noise(generator), callback=_observer(callback, names, len(schedule)))
     if not torch.isfinite(z0).all():  # never a silent black image
@@ -212,9 +207,39 @@ def generate(
     settings = GenerationSettings(names, mode, rule, sampler, steps, SAMPLERS[sampler].recorded_eta(eta),
                                   generator.initial_seed(), batch_size,
                                   str(model.collaborators[names[0]].dtype).replace("torch.", ""),
-                                  tuple(int(t) for t in schedule.timesteps), *steering.record())
+                                  tuple(int(t) for t in schedule.timesteps), *denoiser.steering.record())
     images = to_uint8(model.decode(z0)) if decode else np.zeros((0,), dtype=np.uint8)
     return GenerationResult(images, z0, settings)
+
+
+def _denoiser(model: CollaborativeModel, ctx: Mapping[str, torch.Tensor], mode: str, rule: str,
+              collaborators, strength, window, schedule: SamplingSchedule) -> CollaborativeDenoiser:
+    """The run's denoiser: the mode's mix of the collaborators, steered by the caller's strengths and
+    windows over the model's default strengths (collaborative mode only)."""
+    names = tuple(ctx)
+    if mode == "collaborative":
+        defaults = {n: model.config.modality(n).strength for n in names if model.config.modality(n).strength != 1.0}
+        strength = {**defaults, **(strength or {})}
+    steering = comb.make_steering(names, strength, window, len(schedule), model.latent_shape(1)[-2:])
+    return CollaborativeDenoiser(model, ctx, mode, rule, collaborators=collaborators, steering=steering,
+                                 step_of={int(t): i for i, t in enumerate(schedule.timesteps)})
+
+
+@torch.no_grad()
+def invert(model: CollaborativeModel, z0: torch.Tensor, contexts: Mapping[str, torch.Tensor], *, steps: int = 50,
+           mode: str = "collaborative", rule: str | None = None,
+           collaborators: Mapping[str, torch.nn.Module] | None = None) -> torch.Tensor:
+    """DDIM inversion of a (scaled) latent under the given contexts and collaborators: the x_T from
+    which `generate(..., contexts=contexts, x_T=x_T, eta=0, steps=steps)` returns (nearly) z0."""
+    from collab.samplers import invert_ddim
+
+    rule = comb.validate_rule(rule or model.config.default_rule)
+    steps = validate.integer("steps", steps, 1, model.config.timesteps)
+    names = _taking_part(model, {}, contexts)
+    schedule = SamplingSchedule.uniform(model.schedule, steps)
+    ctx = {n: contexts[n] for n in names}
+    denoiser = _denoiser(model, ctx, mode, rule, collaborators, None, None, schedule)
+    return invert_ddim(denoiser.predict, z0.to(model.device, torch.float32), schedule)
 
 
 def _taking_part(model: CollaborativeModel, conditions: Mapping[str, Any],

@@ -82,6 +82,20 @@ def _as_coefficients(values: torch.Tensor) -> list[float]:
 
 
 @torch.no_grad()
+def invert_ddim(denoiser: Denoiser, z0: torch.Tensor, schedule: SamplingSchedule) -> torch.Tensor:
+    """Deterministic DDIM run backwards, x_0 -> x_T over `schedule`: the start code from which
+    `sample_ddim(eta=0)` over the same schedule and denoiser returns (nearly) z0. Each step reuses
+    eps at the step's own timestep from the less noisy x (the usual first-order approximation)."""
+    a, a_prev = _as_coefficients(schedule.alpha_bar), _as_coefficients(schedule.alpha_bar_prev)
+    x = z0
+    for k in reversed(range(len(schedule))):
+        eps = _predict(denoiser, x, schedule.timesteps[k]).eps
+        pred_x0 = (x - math.sqrt(1.0 - a_prev[k]) * eps) / math.sqrt(a_prev[k])
+        x = math.sqrt(a[k]) * pred_x0 + math.sqrt(1.0 - a[k]) * eps
+    return x
+
+
+@torch.no_grad()
 def sample_ddim(denoiser: Denoiser, x_T: torch.Tensor, schedule: SamplingSchedule, eta: float = 0.0,
                 noise: NoiseFn | None = None, callback: Callable[[StepInfo], None] | None = None) -> torch.Tensor:
     """DDIM (eta = 0 deterministic, eta = 1 DDPM-like ancestral) over `schedule`, from x_T to x_0."""

@@ -115,7 +115,8 @@ def edit_stream(state: AppState, req: EditRequest, strip: tuple[float, ...] = ST
             main, results = payload
             yield EditView(f"done ({req.preset} preset, alpha {req.alpha:g}, seed {req.seed})", main,
                            [(req.pixels, "input")] + results, req.seed, req.steps, req.alpha,
-                           req.record(alpha=req.alpha, preset=req.preset, sampler="ddim", eta=0.0))
+                           req.record(alpha=req.alpha, preset=req.preset, sampler="ddim", eta=0.0,
+                                      start="inversion"))
 
 
 def parse_to_mask(state: AppState, model_name: str, image: Any) -> dict:

@@ -105,3 +105,17 @@ def test_one_preset_name_everywhere_and_the_old_one_still_read():
     assert preset_name("official") == "faithful" and preset_name("slow") == "slow"
     with pytest.raises(ValueError, match="edit preset 'slow'.*fast, faithful"):
         EditSettings.preset("slow")
+
+
+def test_sampling_starts_from_the_inputs_inversion_by_default(model):
+    session = edit(model, IMAGE, {"text": "an old man."}, settings=FAST, keep={"mask": MASK})
+    inverted = session.sample(model, 0.0, steps=20)
+    again = session.sample(model, 0.0, steps=20, seed=7)  # the seed does not matter from an inversion
+    assert inverted.extras["start"] == "inversion" and np.array_equal(inverted.images, again.images)
+    noise = session.sample(model, 0.0, steps=20, start="noise")
+    assert noise.extras["start"] == "noise"
+    # alpha 0 from the inversion lands near the input's latent; from fresh noise it need not
+    near = (inverted.latents - session.latent).abs().mean()
+    assert near < 0.5 * (noise.latents - session.latent).abs().mean(), near
+    with pytest.raises(ValueError, match="start"):
+        session.sample(model, 0.0, start="zeros")
