@@ -1,7 +1,8 @@
-"""Wall time of one 128x128 image with 50 collaborative DDIM steps on the demo model (target: <= 1 s
-on 2 CPU cores), split into conditioning, sampling and decoding.
+"""Wall time of one 128x128 image (mask + text, collaborative) on the demo model with the app's
+default sampler settings (Generate: DPM-Solver++ 2M, 25 steps; target <= 1.2 s on 2 CPU cores).
 
-    python benchmarks/bench_demo.py [--model demo|DIR] [--steps 50] [--repeats 5] [--plain | --compile]
+    python benchmarks/bench_demo.py [--model demo|DIR] [--sampler ddim --steps 50] [--repeats 5]
+                                    [--plain | --compile] [--random]
 
 `--plain` skips `model.optimize_for` (no channels-last); `--compile` also wraps every UNet in
 `torch.compile` (not what loading does: measured here only, the first image includes compiling).
@@ -19,12 +20,15 @@ import numpy as np
 import torch
 
 from collab.pipeline import generate
+from collab_app.limits import GENERATE_STEPS, SAMPLER
 
 
-def load(name: str):
+def load(name: str, random: bool = False):
     from collab.registry import load_model
 
     try:
+        if random:
+            raise FileNotFoundError
         return load_model(name, optimize=False), "trained weights"
     except FileNotFoundError:
         from collab.checkpoint import _finish
@@ -41,13 +45,15 @@ def load(name: str):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="demo")
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=GENERATE_STEPS.default)
+    ap.add_argument("--sampler", default=SAMPLER, help=f"default: the app's ({SAMPLER})")
+    ap.add_argument("--random", action="store_true", help="random weights of the shipped demo config")
     ap.add_argument("--repeats", type=int, default=5)
     speed = ap.add_mutually_exclusive_group()
     speed.add_argument("--plain", action="store_true", help="eager, without optimize_for")
     speed.add_argument("--compile", action="store_true", help="optimize_for, then torch.compile on every UNet")
     args = ap.parse_args()
-    model, what = load(args.model)
+    model, what = load(args.model, args.random)
     if not args.plain:
         model.optimize_for("cpu")
     if args.compile:
@@ -60,12 +66,12 @@ def main() -> None:
     times = []
     for i in range(args.repeats + 1):
         t0 = time.perf_counter()
-        generate(model, conds, steps=args.steps, eta=1.0, seed=i)
+        generate(model, conds, steps=int(args.steps), sampler=args.sampler, eta=1.0, seed=i)
         times.append(time.perf_counter() - t0)
     mode = "plain" if args.plain else "optimize_for + torch.compile" if args.compile else "optimize_for"
     print(f"demo model ({what}), {torch.get_num_threads()} threads, {mode}")
     print(f"first image {times[0]:.3f}s (includes any compiling), then best {min(times[1:]):.3f}s, "
-          f"median {sorted(times[1:])[len(times[1:]) // 2]:.3f}s for {args.steps} steps at "
+          f"median {sorted(times[1:])[len(times[1:]) // 2]:.3f}s for {args.sampler} {int(args.steps)} steps at "
           f"{model.config.image_size}x{model.config.image_size}")
 
 
