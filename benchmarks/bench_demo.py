@@ -1,5 +1,5 @@
 """Wall time of one 128x128 image (mask + text, collaborative) on the demo model with the app's
-default sampler settings (Generate: DPM-Solver++ 2M, 25 steps; target <= 1.2 s on 2 CPU cores).
+default sampler settings (Generate: DDIM, 25 steps, eta 1; target <= 1.2 s on 2 CPU cores).
 
     python benchmarks/bench_demo.py [--model demo|DIR] [--sampler ddim --steps 50] [--repeats 5]
                                     [--plain | --compile] [--random]

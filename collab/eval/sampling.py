@@ -24,7 +24,7 @@ class SamplerSetting:
 
 SAMPLER_STUDY = (SamplerSetting("DDIM 50, eta 1", "ddim", 50, 1.0), SamplerSetting("DDIM 50, eta 0", "ddim", 50, 0.0),
                  SamplerSetting("DDIM 20, eta 0", "ddim", 20, 0.0),
-                 SamplerSetting("DPM-Solver++ 2M 25 (the app's default)", "dpmpp_2m", 25),
+                 SamplerSetting("DDIM 25, eta 1", "ddim", 25, 1.0), SamplerSetting("DPM-Solver++ 2M 25", "dpmpp_2m", 25),
                  SamplerSetting("DPM-Solver++ 2M 20", "dpmpp_2m", 20),
                  SamplerSetting("DPM-Solver++ 2M 10", "dpmpp_2m", 10))
 
