@@ -55,7 +55,7 @@ def test_small_evaluation_runs_and_reports_every_method(tmp_path):
     # no_temporal: every step uses the first step's weights
     nt = np.array(report.influence["w/o temporal"]["modalities"]["mask"]["share"])
     assert np.allclose(nt, nt[0])
-    assert set(report.samplers) == {"DDIM 50, eta 1", "DDIM 50, eta 0", "DDIM 20, eta 0", "DPM-Solver++ 2M 20",
+    assert set(report.samplers) == {"DDIM 50, eta 1", "DDIM 50, eta 0", "DDIM 20, eta 0", "DDIM 25, eta 1", "DPM-Solver++ 2M 25", "DPM-Solver++ 2M 20",
                                     "DPM-Solver++ 2M 10"}
     files = write_outputs(report, gallery, tmp_path, held_out_pairs(4, 16))
     assert all(f.exists() for f in files)
