@@ -154,6 +154,8 @@ def test_only_rows_merge_into_previous_results(tmp_path):
         assert set(g.files) == set(first["rows"])
     with pytest.raises(SystemExit):
         main(args + ["--only", "text only", "--steps", "3"])  # other settings: refuse to merge
+    with pytest.raises(SystemExit, match="world_seed"):
+        main(args + ["--only", "text only", "--world-seed", "2"])  # a validation world never merges into it
     with pytest.raises(SystemExit):
         main(args + ["--only", "no such row"])
 

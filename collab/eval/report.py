@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collab.eval.heldout import HeldOut
+from collab.eval.heldout import HELDOUT_WORLD, HeldOut
 from collab.eval.methods import Method
 
 
@@ -144,8 +144,10 @@ def write_outputs(report: EvalReport, gallery: dict[str, np.ndarray], out: Path,
 
 def merge_reports(previous: dict, new: EvalReport, sections: dict[str, list[Method]]) -> EvalReport:
     """`new`'s rows added to (or replacing) those of a previous results.json of the same settings."""
-    settings = ("n", "steps", "eta", "sampler", "rule", "seed", "batch_size", "diversity_pairs", "diversity_samples")
-    differ = [k for k in settings if previous["config"].get(k) != new.config.get(k)]
+    settings = ("n", "steps", "eta", "sampler", "rule", "seed", "batch_size", "diversity_pairs", "diversity_samples",
+                "world_seed")
+    before = {"world_seed": HELDOUT_WORLD} | previous["config"]  # results made before --world-seed: the evaluation's
+    differ = [k for k in settings if before.get(k) != new.config.get(k)]
     if differ:
         raise SystemExit(f"cannot merge into results made with other settings: {', '.join(differ)} differ")
     rows = previous["rows"] | new.rows
