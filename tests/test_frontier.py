@@ -87,3 +87,8 @@ def test_eval_command_writes_the_frontier(tmp_path):
         ("collaborative (official rule)", 2.0)]
     assert (tmp_path / "out" / "frontier.png").stat().st_size > 1000
     assert not (tmp_path / "out" / "results.json").exists()  # --only-frontier: no generation table
+    main(["--model", str(tmp_path / "model"), "--evaluator", str(tmp_path / "ev"), "--out", str(tmp_path / "val"),
+          "--n", "2", "--steps", "2", "--batch-size", "2", "--only-frontier", "--frontier-weights", "0.5",
+          "--frontier-strengths", "2", "--frontier-rules", "paper", "--world-seed", "2"])
+    val = json.loads((tmp_path / "val" / "frontier.json").read_text())  # a validation world, one rule
+    assert [p["curve"] for p in val["points"]][-1] == "collaborative (paper rule)" and len(val["points"]) == 4

@@ -58,7 +58,8 @@ def run_frontier_study(model: CollaborativeModel, ev: Evaluator, cfg: EvalConfig
     from collab.eval.frontier import TEXT_STRENGTHS, TEXT_WEIGHTS, frontier_markdown, frontier_settings, run_frontier, \
         write_frontier
 
-    settings = frontier_settings(model, args.frontier_weights or TEXT_WEIGHTS, args.frontier_strengths or TEXT_STRENGTHS)
+    settings = frontier_settings(model, args.frontier_weights or TEXT_WEIGHTS, args.frontier_strengths or TEXT_STRENGTHS,
+                                 args.frontier_rules)
     result = run_frontier(model, ev, cfg, settings)
     files = write_frontier(result, args.out)
     print(frontier_markdown(result))
@@ -101,6 +102,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--only-frontier", action="store_true", help="only the frontier")
     ap.add_argument("--frontier-weights", type=float, nargs="+", default=None, help="composable text weights")
     ap.add_argument("--frontier-strengths", type=float, nargs="+", default=None, help="collaborative text strengths")
+    ap.add_argument("--frontier-rules", nargs="+", choices=("paper", "official"), default=("paper", "official"),
+                    help="the combination rules of the collaborative curves")
     return ap
 
 

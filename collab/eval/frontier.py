@@ -79,7 +79,7 @@ def run_frontier(model: CollaborativeModel, ev, cfg, settings: list[FrontierSett
                        "strength": st.strength(text), "miou": row["miou"], "attr_acc": row["acc_mean"],
                        "seconds_per_image": s.seconds_per_image})
     config = {"model": model.config.name, "n": cfg.n, "steps": cfg.steps, "sampler": cfg.sampler, "eta": cfg.eta,
-              "seed": cfg.seed, "text": text}
+              "seed": cfg.seed, "text": text, "world_seed": cfg.world_seed}
     return {"config": config, "points": points, "verdict": verdict(points)}
 
 
