@@ -250,5 +250,8 @@ def stage_steps(run: Path, cfg: ModelConfig) -> dict[str, int]:
 
 
 def _stages(cfg: ModelConfig) -> list[str]:
-    return ["vae", "decoder", *(f"ldm_{m.name}" for m in cfg.modalities), "diffusers"]
+    """The stages a model of `cfg` is made of (a run folder may hold others: the joint baseline
+    shares the demo's run, whose diffusers it does not use)."""
+    diffusers = ["diffusers"] if any(m.diffuser for m in cfg.modalities) else []
+    return ["vae", "decoder", *(f"ldm_{m.name}" for m in cfg.modalities), *diffusers]
 

@@ -58,6 +58,10 @@ def test_joint_config_trains_one_ldm_on_the_shared_vae(tmp_path):
     assert (run / "vae.pt").stat().st_mtime == vae_stamp and (run / "ldm_joint.pt").exists()
     model = load_model(tmp_path / "joint")
     assert model.names == ("joint",) and not model.diffusers
+    import json
+
+    stages = json.loads((tmp_path / "joint" / "training.json").read_text())["stage_seconds"]
+    assert "ldm_joint" in stages and "diffusers" not in stages  # the shared run's diffusers are not its cost
     mask = np.zeros((128, 128), np.uint8)
     res = generate(model, {"joint": {"attributes": "male", "mask": mask}}, steps=2, seed=0)
     assert res.images.shape == (1, 128, 128, 3)
