@@ -297,7 +297,8 @@ def edit(model: CollaborativeModel, image: Any, targets: Mapping[str, Any], *,
     abar = model.schedule.alphas_cumprod
     g = torch.Generator().manual_seed(settings.seed)
     edits = {}
-    to_tune = {**targets, **(keep or {})} if settings.tune_kept else dict(targets)
+    kept_raw = {n: raw for n, raw in (keep or {}).items() if n not in targets}  # a target wins over a keep
+    to_tune = {**targets, **kept_raw} if settings.tune_kept else dict(targets)
     for name, raw in to_tune.items():
         net = model.collaborators[name]
         c_tgt = model.encode_condition(name, [raw]).float()

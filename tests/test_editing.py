@@ -50,6 +50,9 @@ def test_kept_modalities_are_tuned_on_the_image_as_algorithm_3_does(tmp_path, mo
     assert session.sample(model, {"text": 0.5}, steps=2).extras["alpha"] == {"text": 0.5, "mask": 0.5}
     again = EditSession.load(session.save(tmp_path / "e.safetensors"))
     assert again.edits["mask"].kept and not again.edits["text"].kept
+    both = edit(model, IMAGE, {"text": "an old man."}, settings=FAST, keep={"text": "a girl.", "mask": MASK})
+    assert not both.edits["text"].kept  # a modality named as a target and a keep is edited towards the target
+    assert torch.equal(both.edits["text"].target, model.encode_condition("text", ["an old man."]).float())
     untuned = edit(model, IMAGE, {"text": "an old man."}, settings=replace(FAST, tune_kept=False), keep={"mask": MASK})
     assert set(untuned.edits) == {"text"} and set(untuned.kept) == {"mask"}
 
