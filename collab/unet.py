@@ -35,6 +35,12 @@ class UNetConfig:
     # Not an official field (official: 32 groups). A 32-channel UNet with 32 groups normalises each
     # channel alone (instance norm), which erases the latents' per-channel means, i.e. colour.
     norm_groups: int = 32
+    # Not an official field. Group norm on the output path leaves a small UNet unable to carry its
+    # input's spatial mean through, so it predicts almost none of the noise's mean; at high noise
+    # x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab) multiplies that error by 1 / sqrt(ab) and every sample's
+    # mean colour comes out wrong (too dark, too saturated). The mean path adds, per output channel,
+    # A(t) @ mean_hw(x_t) + b(t), read from the time embedding and zero at the start.
+    mean_path: bool = False
 
     def __post_init__(self) -> None:
         if (self.num_heads == -1) == (self.num_head_channels == -1):
@@ -49,6 +55,14 @@ class UNetConfig:
         if self.legacy:  # legacy spatial transformers always split channels evenly over heads
             dim_head = ch // heads
         return heads, dim_head
+
+
+def mean_offset(coefficients: torch.Tensor, x: torch.Tensor, out_channels: int) -> torch.Tensor:
+    """Per-sample affine map of x's per-channel spatial means: coefficients [B, out * (in + 1)] hold A
+    [out, in] and b [out]; returns A @ mean_hw(x) + b as [B, out, 1, 1]."""
+    ab = coefficients.view(x.shape[0], out_channels, x.shape[1] + 1)
+    means = x.mean(dim=(2, 3))
+    return (torch.einsum("boi,bi->bo", ab[..., :-1], means) + ab[..., -1])[..., None, None]
 
 
 def _zero(module: nn.Module) -> nn.Module:
@@ -236,6 +250,8 @@ class UNetModel(nn.Module):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
         self.out = nn.Sequential(GroupNorm32(cfg.norm_groups, ch), nn.SiLU(), _zero(Conv2d(mc, cfg.out_channels, 3, padding=1)))
+        if cfg.mean_path:
+            self.mean_path = nn.Sequential(nn.SiLU(), _zero(Linear(emb_ch, cfg.out_channels * (cfg.in_channels + 1))))
 
         # None: compute in the weights' dtype; float32 with bfloat16 weights = weight-only precision
         self.compute_dtype: torch.dtype | None = None
@@ -258,4 +274,7 @@ class UNetModel(nn.Module):
         h = self.middle_block(h, emb, context)
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
-        return self.out(h).to(x.dtype)
+        out = self.out(h)
+        if self.config.mean_path:
+            out = out + mean_offset(self.mean_path(emb), x.to(out.dtype), self.config.out_channels)
+        return out.to(x.dtype)

@@ -162,3 +162,21 @@ def test_checkpoints_resolve_to_the_installed_copy_outside_a_checkout(tmp_path, 
     assert registry.checkpoints_dir() == installed
     monkeypatch.setenv("COLLAB_CHECKPOINTS", str(tmp_path / "mine"))
     assert registry.checkpoints_dir() == tmp_path / "mine"
+
+
+def test_a_collaborator_with_the_mean_path_round_trips(tmp_path):
+    from dataclasses import replace
+
+    from collab.model import CollaborativeModel
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config()
+    cfg = replace(cfg, modalities=tuple(replace(m, collaborator=replace(m.collaborator, mean_path=True))
+                                        for m in cfg.modalities))
+    model = CollaborativeModel(cfg)
+    with torch.no_grad():
+        model.collaborators["mask"].mean_path[1].weight.uniform_(-0.1, 0.1)
+    save_pretrained(model, tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    assert back.config.modality("mask").collaborator.mean_path
+    assert torch.equal(back.collaborators["mask"].mean_path[1].weight, model.collaborators["mask"].mean_path[1].weight)

@@ -80,3 +80,38 @@ def test_bfloat16_stays_close_to_float32():
         low = net.to(torch.bfloat16)(x, t, ctx)
     assert low.dtype == torch.float32  # outputs come back in the input dtype
     assert rel_err(low, ref) < 5e-2
+
+
+def test_mean_path_starts_as_the_plain_unet_and_learns_the_input_mean():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    plain = randomize(UNetModel(TINY_UNET))
+    with_path = UNetModel(replace(TINY_UNET, mean_path=True))
+    missing = with_path.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("mean_path.") for k in missing)
+    x, t, c = torch.randn(2, 3, 8, 8), torch.tensor([5, 900]), torch.randn(2, 4, 16)
+    torch.testing.assert_close(with_path(x, t, c), plain(x, t, c))  # zero at the start: the same function
+    # the path alone can move the output's per-channel mean by an affine map of the input's means,
+    # which group norm on the output path cannot (the reason it exists)
+    opt = torch.optim.Adam(with_path.mean_path.parameters(), lr=0.05)
+    for _ in range(200):
+        x = torch.randn(8, 3, 8, 8) + torch.randn(8, 3, 1, 1)
+        target_mean = x.mean(dim=(2, 3))[:, [1, 2, 0]]  # a channel permutation of the input's means
+        err = with_path(x, torch.full((8,), 900), torch.randn(8, 4, 16)).mean(dim=(2, 3)) - target_mean
+        loss = err.pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05 * target_mean.pow(2).mean().item()
+
+
+def test_mean_offset_is_the_affine_map_of_the_means():
+    from collab.unet import mean_offset
+
+    x = torch.randn(2, 3, 4, 4)
+    coef = torch.randn(2, 2 * 4)
+    got = mean_offset(coef, x, 2)
+    ab = coef.view(2, 2, 4)
+    want = ab[..., :3] @ x.mean(dim=(2, 3))[..., None]
+    torch.testing.assert_close(got[..., 0, 0], want[..., 0] + ab[..., 3])

@@ -61,11 +61,19 @@ class WarmStart:
         return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
 
     def load_into(self, module: torch.nn.Module, prefix: str) -> bool:
-        """Load `prefix`'s tensors into `module` when they fit it exactly; False when absent."""
+        """Load `prefix`'s tensors into `module` when they fit it exactly; False when absent. A tensor
+        the module has and the source lacks is allowed only when it starts at zero (a path the new
+        architecture adds that leaves the function as it was, e.g. the UNet's mean path)."""
         part = self.part(prefix)
         if not part:
             return False
-        module.load_state_dict(part, strict=True)
+        own = module.state_dict()
+        added = sorted(set(own) - set(part))
+        grown = [k for k in added if not own[k].is_floating_point() or own[k].count_nonzero()]
+        if grown:
+            raise ValueError(f"--init {self.source}: {prefix.rstrip('.')} lacks {', '.join(grown[:5])}, which "
+                             f"this architecture does not start at zero; the model is of another architecture")
+        module.load_state_dict({**part, **{k: own[k] for k in added}}, strict=True)
         return True
 
 

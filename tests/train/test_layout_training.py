@@ -141,3 +141,26 @@ def test_cli_trains_the_joint_baseline_on_the_layout(layout, tmp_path):
     metrics = list((tmp_path / "run" / "logs").rglob("metrics.csv"))
     assert metrics and "ldm_joint/loss" in metrics[0].read_text().splitlines()[0]
     assert load_folder_config(tmp_path / "out")[0].modalities[0].kind == "joint"
+
+
+def test_warm_start_into_an_architecture_that_adds_a_zero_path():
+    """An exported model warm-starts a UNet with the mean path (added at zero, so the same function);
+    a tensor the source lacks that does not start at zero is an error naming it."""
+    from dataclasses import replace
+
+    from collab.unet import UNetModel
+    from tests.conftest import TINY_UNET, randomize
+
+    source = randomize(UNetModel(TINY_UNET))
+    warm = WarmStart({f"collaborators.mask.{k}": v for k, v in source.state_dict().items()}, "test", None)
+    grown = UNetModel(replace(TINY_UNET, mean_path=True))
+    assert warm.load_into(grown, "collaborators.mask.")
+    x, t, c = torch.randn(1, 3, 8, 8), torch.tensor([3]), torch.randn(1, 4, 16)
+    torch.testing.assert_close(grown(x, t, c), source(x, t, c))
+    wider = UNetModel(replace(TINY_UNET, num_res_blocks=2))
+    with pytest.raises(Exception, match="collaborators.mask|size mismatch|Missing"):
+        warm.load_into(wider, "collaborators.mask.")
+    part = {k: v for k, v in source.state_dict().items() if k != "out.0.weight"}  # GroupNorm weight: ones
+    with pytest.raises(ValueError, match="out.0.weight"):
+        WarmStart({f"c.{k}": v for k, v in part.items()}, "test", None).load_into(UNetModel(TINY_UNET), "c.")
+    assert not warm.load_into(grown, "collaborators.text.")
