@@ -124,11 +124,14 @@ class EditSession:
 
     def sample(self, model: CollaborativeModel, alpha: float | Mapping[str, float], *, steps: int = 50,
                eta: float = 0.0, seed: int = 0, rule: str | None = None, mode: str = "collaborative",
-               callback: Callable[[CollabStep], None] | None = None, start: str = "inversion") -> GenerationResult:
+               callback: Callable[[CollabStep], None] | None = None, start: str = "inversion",
+               strength: Mapping[str, Any] | None = None) -> GenerationResult:
         """The edit at `alpha` (0 = the input, 1 = the target). `start`: "inversion" (default) samples
         from the DDIM inversion of the input under the alpha-0 contexts and tuned collaborators, so
         with eta 0 alpha 0 returns the input and every alpha keeps what the edit does not change;
-        "noise" is the paper's Algorithm 3 as written (a fresh x_T from `seed`)."""
+        "noise" is the paper's Algorithm 3 as written (a fresh x_T from `seed`). `strength` {name: number
+        or map} steers the mix as in `generate` (collaborative mode), in the inversion too, so alpha 0
+        still returns the input: e.g. {"text": 2} lets a text edit count for more against a kept mask."""
         validate.choice("start", start, EDIT_STARTS)
         if model.config.name != self.model_name:
             raise ValueError(f"this edit was made with model {self.model_name}, not {model.config.name}")
@@ -144,20 +147,21 @@ class EditSession:
         alphas = {n: given.get(n, mean) for n in self.edits}
         contexts = {**self.kept, **{n: e.context(alphas[n]) for n, e in self.edits.items()}}
         nets = {n: model.with_tensors(n, e.params) for n, e in self.edits.items()}
-        x_T = self._inverted(model, nets, steps, rule, mode) if start == "inversion" else None
+        x_T = self._inverted(model, nets, steps, rule, mode, strength) if start == "inversion" else None
         result = generate(model, {}, contexts=contexts, collaborators=nets, steps=steps, eta=eta,
-                          seed=seed, rule=rule, mode=mode, callback=callback, x_T=x_T)
+                          seed=seed, rule=rule, mode=mode, callback=callback, x_T=x_T, strength=strength)
         result.extras["alpha"] = alphas
         result.extras["start"] = start
         return result
 
-    def _inverted(self, model: CollaborativeModel, nets: dict, steps: int, rule: str | None, mode: str) -> torch.Tensor:
-        """x_T of the input under the reconstruction (alpha 0) contexts, once per steps/rule/mode."""
-        key = (steps, rule, mode)
+    def _inverted(self, model: CollaborativeModel, nets: dict, steps: int, rule: str | None, mode: str,
+                  strength: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """x_T of the input under the reconstruction (alpha 0) contexts, once per steps/rule/mode/strength."""
+        key = (steps, rule, mode, _strength_key(strength))
         if key not in self._starts:
             contexts = {**self.kept, **{n: e.optimized for n, e in self.edits.items()}}
             self._starts[key] = invert(model, self.latent, contexts, steps=steps, rule=rule, mode=mode,
-                                       collaborators=nets).cpu()
+                                       collaborators=nets, strength=strength).cpu()
         return self._starts[key]
 
     def alpha_strip(self, model: CollaborativeModel, alphas: Sequence[float], **kwargs: Any) -> list[GenerationResult]:
@@ -268,6 +272,14 @@ def _denoising_loss(net, z0, context, g, schedule_abar) -> torch.Tensor:
     a = schedule_abar[t].float().view(1, 1, 1, 1)
     x_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
     return F.mse_loss(net(x_t, t, context), noise)
+
+
+def _strength_key(strength: Mapping[str, Any] | None) -> tuple:
+    """A hashable key of strengths (numbers or maps) for the inversion cache."""
+    if not strength:
+        return ()
+    return tuple(sorted((n, float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64).tobytes())
+                        for n, v in strength.items()))
 
 
 def edit(model: CollaborativeModel, image: Any, targets: Mapping[str, Any], *,

@@ -228,9 +228,11 @@ def _denoiser(model: CollaborativeModel, ctx: Mapping[str, torch.Tensor], mode: 
 @torch.no_grad()
 def invert(model: CollaborativeModel, z0: torch.Tensor, contexts: Mapping[str, torch.Tensor], *, steps: int = 50,
            mode: str = "collaborative", rule: str | None = None,
-           collaborators: Mapping[str, torch.nn.Module] | None = None) -> torch.Tensor:
-    """DDIM inversion of a (scaled) latent under the given contexts and collaborators: the x_T from
-    which `generate(..., contexts=contexts, x_T=x_T, eta=0, steps=steps)` returns (nearly) z0."""
+           collaborators: Mapping[str, torch.nn.Module] | None = None,
+           strength: Mapping[str, Any] | None = None) -> torch.Tensor:
+    """DDIM inversion of a (scaled) latent under the given contexts, collaborators and strengths: the
+    x_T from which `generate(..., contexts=contexts, x_T=x_T, eta=0, steps=steps)` with the same
+    strengths returns (nearly) z0."""
     from collab.samplers import invert_ddim
 
     rule = comb.validate_rule(rule or model.config.default_rule)
@@ -238,7 +240,7 @@ def invert(model: CollaborativeModel, z0: torch.Tensor, contexts: Mapping[str, t
     names = _taking_part(model, {}, contexts)
     schedule = SamplingSchedule.uniform(model.schedule, steps)
     ctx = {n: contexts[n] for n in names}
-    denoiser = _denoiser(model, ctx, mode, rule, collaborators, None, None, schedule)
+    denoiser = _denoiser(model, ctx, mode, rule, collaborators, strength, None, schedule)
     return invert_ddim(denoiser.predict, z0.to(model.device, torch.float32), schedule)
 
 

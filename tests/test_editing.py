@@ -122,3 +122,19 @@ def test_sampling_starts_from_the_inputs_inversion_by_default(model):
     assert near < 0.5 * (noise.latents - session.latent).abs().mean(), near
     with pytest.raises(ValueError, match="start"):
         session.sample(model, 0.0, start="zeros")
+
+
+def test_strength_steers_the_edit_and_its_inversion_alike(model):
+    session = edit(model, IMAGE, {"text": "an old man."}, settings=FAST, keep={"mask": MASK})
+    plain = session.sample(model, 0.0, steps=20)
+    strong0 = session.sample(model, 0.0, steps=20, strength={"text": 3.0})
+    strong1 = session.sample(model, 1.0, steps=20, strength={"text": 3.0})
+    assert len(session._starts) == 2  # an inversion per strength: the steered run starts from its own
+    assert strong0.settings.strength == {"mask": 1.0, "text": 3.0}  # recorded, as for generate
+    # steered or not, alpha 0 lands near the input (the inversion ran under the same mix); from noise it need not
+    far = (session.sample(model, 0.0, steps=20, start="noise", strength={"text": 3.0}).latents - session.latent).abs().mean()
+    for r in (plain, strong0):
+        assert (r.latents - session.latent).abs().mean() < 0.5 * far
+    assert not np.array_equal(strong1.images, session.sample(model, 1.0, steps=20).images)
+    with pytest.raises(ValueError, match="strength"):
+        session.sample(model, 1.0, steps=20, strength={"text": -1.0})

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from collab.eval import EvalConfig, default_methods, evaluate, held_out_pairs, main, markdown, write_outputs
+from collab.eval.heldout import HELDOUT_WORLD
 from collab.evaluator import AttributeClassifier, ClassifierConfig, Evaluator, FaceParser, ParserConfig
 from tests.conftest import tiny_config, tiny_model
 
@@ -98,6 +99,11 @@ def test_edit_evaluation_small(monkeypatch):
         assert s["n"] == 1 and 0 <= s["mad_outside"] <= 255 and s["seconds_per_edit"] > 0
         assert 0 <= s["alpha0_mad"] <= 255 and 0 <= s["alpha0_miou_input"] <= 1  # the reconstruction check
     assert "long_beard_rate" in res["summary"]["text"]
+    assert res["strength"] == 1.0 and res["world_seed"] == HELDOUT_WORLD
+    steered = evaluate_edits(model, tiny_evaluator(), n=2, steps=2, progress=lambda s: None, strength=2.0, world_seed=5,
+                             settings=EditSettings(embed_steps=2, finetune_steps=2, trainable="attention"))
+    assert steered["strength"] == 2.0 and steered["world_seed"] == 5
+    assert steered["summary"]["text"]["alpha0_mad"] != res["summary"]["text"]["alpha0_mad"]  # other faces, other mix
 
 
 def test_beyond_two_modalities_table_with_a_joint_baseline(tmp_path):

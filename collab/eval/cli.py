@@ -91,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--edits", type=int, default=0, help="also evaluate this many edits (fast preset)")
     ap.add_argument("--only-edits", action="store_true", help="skip the generation table")
     ap.add_argument("--edit-alpha", type=float, default=1.0, help="alpha of the evaluated edits")
+    ap.add_argument("--edit-strength", type=float, default=1.0,
+                    help="strength of the edited modality in the mix (1 = the learned mix; e.g. 2 lets a text "
+                         "edit count for more against the kept mask); its inversion runs under the same mix")
     ap.add_argument("--edit-preset", choices=EDIT_PRESETS, default="fast", type=preset_name,
                     help="optimisation settings of the evaluated edits (faithful, also called official: "
                          "500 + 1000 iterations)")
@@ -135,11 +138,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def run_edit_study(model: CollaborativeModel, ev: Evaluator, args) -> None:
     settings = EditSettings.preset(args.edit_preset)
-    res = evaluate_edits(model, ev, args.edits, settings=settings, alpha=args.edit_alpha, steps=args.steps)
+    res = evaluate_edits(model, ev, args.edits, settings=settings, alpha=args.edit_alpha, steps=args.steps,
+                         strength=args.edit_strength, world_seed=args.world_seed)
     # the faithful preset's files keep the name they had when the preset was called "official"
     tag = "official" if args.edit_preset == "faithful" else args.edit_preset
     name = "edits.json" if (args.edit_preset, args.edit_alpha) == ("fast", 1.0) else \
         f"edits_{tag}_alpha{args.edit_alpha:g}.json"
+    if args.edit_strength != 1.0:
+        name = name.replace(".json", f"_strength{args.edit_strength:g}.json")
+    if args.world_seed != HELDOUT_WORLD:  # a validation world never overwrites the evaluation's edits
+        name = name.replace(".json", f"_world{args.world_seed}.json")
     (args.out / name).write_text(json.dumps(res, indent=1))
     print(json.dumps(res["summary"], indent=1))
 

@@ -69,28 +69,32 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
 
 
 def evaluate_edits(model: CollaborativeModel, ev: Evaluator, n: int = 10, settings=None, alpha: float = 1.0,
-                   steps: int = 50, progress: Callable[[str], None] = print) -> dict:
+                   steps: int = 50, progress: Callable[[str], None] = print, strength: float = 1.0,
+                   world_seed: int = HELDOUT_WORLD) -> dict:
     """Per edit kind: target reached (beard classifier / parser mIoU to the target layout), identity
     kept (mean absolute pixel difference outside the editable region, 0-255), seconds per edit; and
     from the same optimised session at alpha 0, whether it reproduces the input (difference over the
-    whole image, parser mIoU between the input's parse and the result's)."""
+    whole image, parser mIoU between the input's parse and the result's). `strength`: the edited
+    modality's strength in the mix (1 = the learned mix); `world_seed`: another world is a validation
+    set of edits."""
     from collab.editing import EditSettings, edit
 
     settings = settings or EditSettings.fast()
     text_name = next((m.name for m in model.config.modalities if m.kind == "text"), None)
     mask_name = next((m.name for m in model.config.modalities if m.kind == "mask"), None)
     rows: dict[str, list[dict]] = {"text": [], "mask": []}
-    for k, case in enumerate(edit_cases(n, model.config.image_size)):
+    for k, case in enumerate(edit_cases(n, model.config.image_size, world_seed)):
         t0 = time.perf_counter()
         if case.kind == "text":
             targets, keep = {text_name: case.target}, {mask_name: case.labels}
         else:
             targets, keep = {mask_name: case.target}, {}
         session = edit(model, case.image, targets, settings=settings, keep=keep)
-        out = session.sample(model, alpha, steps=steps, seed=k).images[0]
+        steer = {name: strength for name in targets} if strength != 1.0 else None
+        out = session.sample(model, alpha, steps=steps, seed=k, strength=steer).images[0]
         secs = time.perf_counter() - t0
         diff = np.abs(out.astype(np.float64) - case.image.astype(np.float64)).mean(-1)
-        again = session.sample(model, 0.0, steps=steps, seed=k).images[0]
+        again = session.sample(model, 0.0, steps=steps, seed=k, strength=steer).images[0]
         parsed, source, parsed0 = ev.parse(np.stack([out, case.image, again]))  # one parser call
         r = {"alpha0_mad": float(np.abs(again.astype(np.float64) - case.image.astype(np.float64)).mean()),
              "alpha0_miou_input": miou(confusion(parsed0, source)),
@@ -115,4 +119,5 @@ def evaluate_edits(model: CollaborativeModel, ev: Evaluator, n: int = 10, settin
             s["any_beard_rate"] = float(np.mean([r["beard"] >= 1 for r in rs]))
             s["any_beard_rate_before"] = float(np.mean([r["beard_before"] >= 1 for r in rs]))
         summary[kind] = s
-    return {"settings": asdict(settings), "alpha": alpha, "steps": steps, "summary": summary, "cases": rows}
+    return {"settings": asdict(settings), "alpha": alpha, "steps": steps, "strength": strength,
+            "world_seed": world_seed, "summary": summary, "cases": rows}
