@@ -44,20 +44,23 @@ def main() -> None:
     args = ap.parse_args()
     print("| model | collaborator | " + " | ".join(f"t = {t}" for t in TIMESTEPS) + " |")
     print("|---|---|" + "---|" * len(TIMESTEPS))
-    spread = None
+    floors, renders = {}, {}  # renders once per image size, shared by the models compared
     for path in args.models:
         model = CollaborativeModel.from_pretrained(path)
-        data = held_out_pairs(args.n, model.config.image_size)
+        size = model.config.image_size
+        data = renders[size] = renders.get(size) or held_out_pairs(args.n, size)
         images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float() / 127.5 - 1
         with torch.no_grad():
             z0 = torch.cat([model.encode(images[i:i + 32]) for i in range(0, len(images), 32)])
-        spread = float(z0.mean(dim=(2, 3)).std(0).mean())
+        floors[path] = float(z0.mean(dim=(2, 3)).std(0).mean())  # each model's own VAE and scale
         idx = np.arange(args.n)
         for name in model.names:
             raw = conditions_for(model, [name], data, idx, paraphrase=False)[name]
             errs = mean_errors(model, name, list(raw), z0)
             print(f"| {path} | {name} | " + " | ".join(f"{e:.2f}" for e in errs) + " |", flush=True)
-    print(f"\nspread of the latents' channel means (the floor at t = 999): {spread:.2f}")
+    print()
+    for path, floor in floors.items():
+        print(f"{path}: spread of the latents' channel means (the floor at t = 999) {floor:.2f}")
 
 
 if __name__ == "__main__":
