@@ -122,6 +122,11 @@ class EditSession:
     kept: dict[str, torch.Tensor] = field(default_factory=dict)  # contexts of unedited modalities
     _starts: dict = field(default_factory=dict, repr=False)  # DDIM inversions of the input, by (steps, rule, mode)
 
+    @property
+    def edited(self) -> list[str]:
+        """The modalities given a target (not the kept ones tuned on the image)."""
+        return [n for n, e in self.edits.items() if not e.kept]
+
     def sample(self, model: CollaborativeModel, alpha: float | Mapping[str, float], *, steps: int = 50,
                eta: float = 0.0, seed: int = 0, rule: str | None = None, mode: str = "collaborative",
                callback: Callable[[CollabStep], None] | None = None, start: str = "inversion",
@@ -135,7 +140,7 @@ class EditSession:
         validate.choice("start", start, EDIT_STARTS)
         if model.config.name != self.model_name:
             raise ValueError(f"this edit was made with model {self.model_name}, not {model.config.name}")
-        targets = [n for n, e in self.edits.items() if not e.kept]
+        targets = self.edited
         if isinstance(alpha, Mapping) and not set(targets) <= set(alpha) <= set(self.edits):
             raise ValueError(f"alpha must give a value for each edited modality ({', '.join(targets)}), "
                              f"got {sorted(map(str, alpha))}")

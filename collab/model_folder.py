@@ -77,6 +77,8 @@ def save_components(model: CollaborativeModel, cfg: ModelConfig, directory: Path
     modalities = []
     for m, entry in zip(cfg.modalities, plain["modalities"]):
         index = {"name": m.name, "kind": m.kind, "leads_early": m.leads_early, "official_name": m.official_name}
+        if m.strength != 1.0:  # a default strength other than "as learned" travels with the model
+            index["strength"] = m.strength
         for part, field in zip(PARTS, ("collaborator", "encoder", "diffuser")):
             if entry[field] is None:
                 index[field] = None
@@ -171,7 +173,7 @@ def read_components(directory: str | Path, overrides: Mapping[str, str | Path] |
     folders = {"vae.": (vae_dir, index["vae"])}
     modalities = []
     for m in index["modalities"]:
-        entry = {k: m[k] for k in ("name", "kind", "leads_early", "layout", "official_name") if k in m}
+        entry = {k: m[k] for k in ("name", "kind", "leads_early", "layout", "official_name", "strength") if k in m}
         for part, field in zip(PARTS, ("collaborator", "encoder", "diffuser")):
             ref = m.get(field)
             if ref is None:

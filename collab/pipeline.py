@@ -212,6 +212,12 @@ def generate(
     return GenerationResult(images, z0, settings)
 
 
+def relative_strength(model: CollaborativeModel, factors: Mapping[str, Any]) -> dict[str, Any]:
+    """Strengths given as multiples of the model's default strengths (1 = the model's default mix),
+    in the absolute form `generate(strength=)` takes (which replaces a default rather than scaling it)."""
+    return {n: f * model.config.modality(n).strength for n, f in factors.items()}
+
+
 def _denoiser(model: CollaborativeModel, ctx: Mapping[str, torch.Tensor], mode: str, rule: str,
               collaborators, strength, window, schedule: SamplingSchedule) -> CollaborativeDenoiser:
     """The run's denoiser: the mode's mix of the collaborators, steered by the caller's strengths and

@@ -40,8 +40,10 @@ def model_lines(state: AppState, name: str) -> list[str]:
         return lines + ["- Output size and modalities: shown once the model is loaded"]
     mods = ", ".join(f"{m.name} ({m.kind}{', learned weights' if m.diffuser else ''})" for m in cfg.modalities)
     rule = cfg.default_rule if any(m.diffuser for m in cfg.modalities) else "none (one jointly trained network)"
+    strengths = ", ".join(f"{m.name} x{m.strength:g}" for m in cfg.modalities if m.strength != 1.0)
+    said = f"; default strengths: {strengths} (chosen on validation conditions)" if strengths else ""
     return lines + [f"- Output: {cfg.image_size}x{cfg.image_size} pixel RGB images",
-                    f"- Modalities: {mods}; default combination rule: `{rule}`"]
+                    f"- Modalities: {mods}; default combination rule: `{rule}`{said}"]
 
 
 def about_markdown(state: AppState, model_name: str | None = None) -> str:

@@ -43,7 +43,7 @@ class ControlError(ValueError):
 class Controls:
     """Values of the control widgets, by condition kind."""
 
-    strength: dict[str, float] = field(default_factory=dict)  # kind -> multiplier (1 = the learned weight)
+    strength: dict[str, float] = field(default_factory=dict)  # kind -> multiplier (1 = the model's default mix)
     window: dict[str, tuple[float, float]] = field(default_factory=dict)  # kind -> (start, end), run fractions
     lead: str | None = None  # the kind whose painted region gets `lead_strength`
     lead_region: np.ndarray | None = None  # [H, W] bool: painted pixels
@@ -66,8 +66,8 @@ class Controls:
             s = self.strength.get(kind, 1.0)
             if kind == self.lead and self.lead_region is not None and self.lead_strength != 1.0:
                 s = np.where(self.lead_region, s * self.lead_strength, s).astype(np.float32)
-            if not isinstance(s, float) or s != 1.0:
-                strength[m.name] = s
+            if not isinstance(s, float) or s != 1.0:  # a slider is a multiple of the model's default strength
+                strength[m.name] = s * m.strength
             if self.window.get(kind, (0.0, 1.0)) != (0.0, 1.0):
                 window[m.name] = self.window[kind]
         if self.lead and self.lead_region is not None and self.lead_strength != 1.0 and not any(
@@ -185,7 +185,8 @@ def build(kinds: tuple[str, ...] = KINDS, mask_input: Any = None, read_mask: Cal
 
     comps: list = []
     gr.Markdown("The learned influence stays the base. **Strength** multiplies a condition's weight at every "
-                "pixel (then the weights sum to one again; 0 silences it, 4 lets it lead). **From / until** is "
+                "pixel (then the weights sum to one again; 0 silences it, 4 lets it lead); 1 is the model's own "
+                "default, which may already weight a condition up (About lists it). **From / until** is "
                 "the part of the run in which it takes part (0 = first, noisiest step; 1 = last). Applies to "
                 "Generate, Influence functions and Compare.")
     for kind in KINDS:

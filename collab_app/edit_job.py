@@ -3,19 +3,22 @@ alpha strip, with the optimisation stages reported as they run."""
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from collab import kinds
 from collab.editing import EditSettings, edit, preset_name
+from collab.pipeline import relative_strength
 
 from collab_app import pictures
 from collab_app.errors import UserError
 from collab_app.handlers import KEEP, Progress, Request, _no_progress, model_config, waiting, waiting_note
 from collab_app.inputs import (check_face, conditions_from, painter_value, read_attributes, read_face, read_mask,
                                read_text)
-from collab_app.limits import ALPHA, STEPS, read_seed
+from collab_app.limits import ALPHA, EDIT_STRENGTH, STEPS, read_seed
 from collab_app.state import AppState
 from collab_app.streaming import raise_if_stopped, run_in_thread
 
@@ -38,6 +41,8 @@ class EditRequest(Request):
     pixels: np.ndarray | None = None
     alpha: float = 1.0
     preset: str = "fast"
+    strength: float = 1.0  # the edited conditions' strength, times the model's default
+    keep_layout: str | None = None  # the mask modality that keeps the face's parsed layout in the mix
 
 
 @dataclass
@@ -60,8 +65,11 @@ def edit_settings(preset: str, seed: int) -> EditSettings:
 
 
 def edit_request(state: AppState, model_name: str, image: Any, text: Any, mask_value: Any, alpha: Any,
-                 preset: str, seed: Any, steps: Any, randomize: bool = False, attributes: Any = None) -> EditRequest:
-    """Read and check the Edit tab's widgets; the face parser (when installed) must see a face."""
+                 preset: str, seed: Any, steps: Any, randomize: bool = False, attributes: Any = None,
+                 strength: Any = 1.0, keep_layout: bool = False) -> EditRequest:
+    """Read and check the Edit tab's widgets; the face parser (when installed) must see a face.
+    `keep_layout`: the parser's mask of the face takes part in the mix unedited (tuned on the face like
+    the edited conditions), as in the edit evaluation: what `strength` weights a text edit against."""
     if image is None:
         raise UserError("upload a face image to edit")
     text, mask, attrs = read_text(text), read_mask(mask_value), read_attributes(attributes)
@@ -71,8 +79,27 @@ def edit_request(state: AppState, model_name: str, image: Any, text: Any, mask_v
     targets = conditions_from(cfg, text, mask, attrs)
     pixels = read_face(image, cfg.image_size)
     check_face(state.get_evaluator(), pixels)
+    strength, kept = EDIT_STRENGTH.correct(strength), layout_modality(state, cfg, targets) if keep_layout else None
+    if strength != 1 and kept is None:
+        warnings.warn(f"strength x{strength:g} changes nothing here: every condition in the mix is edited (a "
+                      "strength weights the edited conditions against kept ones); tick 'keep the face's layout'")
     return EditRequest(name, targets, text, mask, attrs, read_seed(seed, randomize), STEPS.correct(steps),
-                       pixels=pixels, alpha=ALPHA.correct(alpha), preset=preset)
+                       pixels=pixels, alpha=ALPHA.correct(alpha), preset=preset, strength=strength,
+                       keep_layout=kept)
+
+
+def layout_modality(state: AppState, cfg, targets: dict) -> str | None:
+    """The mask modality that keeps the face's layout, or None (said) where it cannot take part."""
+    if state.get_evaluator() is None:
+        raise UserError("keeping the face's layout needs the face parser (checkpoints/evaluator), which is not "
+                        "installed")
+    names = [m.name for m in cfg.modalities if kinds.kind_of(m.encoder).reads == "mask"]
+    if not names:
+        raise UserError(f"model {cfg.name} has no mask condition to keep the layout with")
+    if names[0] in targets:
+        warnings.warn("a target mask was given, so the face's own layout is not kept")
+        return None
+    return names[0]
 
 
 def edit_stream(state: AppState, req: EditRequest, strip: tuple[float, ...] = STRIP,
@@ -91,11 +118,14 @@ def edit_stream(state: AppState, req: EditRequest, strip: tuple[float, ...] = ST
                 report(EditView(f"{stage}: {done}/{total} (loss {loss:.4f})"))
 
         def sample(alpha: float) -> np.ndarray:
-            return session.sample(model, alpha, steps=req.steps, seed=req.seed,
+            steer = relative_strength(model, dict.fromkeys(session.edited, req.strength)) if req.strength != 1 else None
+            return session.sample(model, alpha, steps=req.steps, seed=req.seed, strength=steer,
                                   callback=lambda step: raise_if_stopped(cancelled)).images[0]
 
         with state.turn(req.model_name, cancelled, waiting(report, progress, EditView)):
-            session = edit(model, req.pixels, req.conds, settings=settings, progress=on_iteration, cancel=cancelled)
+            keep = {req.keep_layout: state.get_evaluator().parse(req.pixels[None])[0]} if req.keep_layout else None
+            session = edit(model, req.pixels, req.conds, settings=settings, keep=keep, progress=on_iteration,
+                           cancel=cancelled)
             report(EditView("sampling the edit"))
             progress(None)
             main = pictures.for_display(sample(req.alpha))
@@ -113,10 +143,12 @@ def edit_stream(state: AppState, req: EditRequest, strip: tuple[float, ...] = ST
             yield EditView("stopped")
         else:
             main, results = payload
-            yield EditView(f"done ({req.preset} preset, alpha {req.alpha:g}, seed {req.seed})", main,
+            said = (f", {req.keep_layout} kept from the face" if req.keep_layout else "") + \
+                (f", strength x{req.strength:g}" if req.strength != 1 else "")
+            yield EditView(f"done ({req.preset} preset, alpha {req.alpha:g}{said}, seed {req.seed})", main,
                            [(req.pixels, "input")] + results, req.seed, req.steps, req.alpha,
                            req.record(alpha=req.alpha, preset=req.preset, sampler="ddim", eta=0.0,
-                                      start="inversion"))
+                                      start="inversion", strength=req.strength, kept=req.keep_layout))
 
 
 def parse_to_mask(state: AppState, model_name: str, image: Any) -> dict:

@@ -55,6 +55,8 @@ GENERATE_STEPS = Bound("steps", 1, 200, 25, 1)
 BATCH = Bound("batch size", 1, 8, 1, 1)
 ETA = Bound("eta", 0.0, 1.0, 1.0, 0.05, integer=False)
 ALPHA = Bound("alpha", 0.0, 3.0, 1.0, 0.05, integer=False)  # collab.editing accepts 0..3
+# Edit: the edited conditions' strength in the mix, times the model's default (0 would silence the edit)
+EDIT_STRENGTH = Bound("edit strength", 0.25, 4.0, 1.0, 0.05, integer=False)
 
 
 def read_seed(seed: Any, randomize: bool = False) -> int:

@@ -92,3 +92,38 @@ def test_eval_command_writes_the_frontier(tmp_path):
           "--frontier-strengths", "2", "--frontier-rules", "paper", "--world-seed", "2"])
     val = json.loads((tmp_path / "val" / "frontier.json").read_text())  # a validation world, one rule
     assert [p["curve"] for p in val["points"]][-1] == "collaborative (paper rule)" and len(val["points"]) == 4
+    assert "choice" not in val
+    main(["--model", str(tmp_path / "model"), "--evaluator", str(tmp_path / "ev"), "--out", str(tmp_path / "val"),
+          "--n", "2", "--steps", "2", "--batch-size", "2", "--only-frontier", "--frontier-weights", "0.5",
+          "--frontier-strengths", "1", "2", "--frontier-rules", "paper", "--world-seed", "2", "--choose-strength"])
+    val = json.loads((tmp_path / "val" / "frontier.json").read_text())
+    assert val["choice"]["strength"] in (1.0, 2.0) and val["choice"]["rule"] == "paper"
+    assert val["choice"] == fr.choose_strength(val["points"])  # the printed choice is the function's
+
+
+def test_choosing_a_strength_is_refused_on_the_evaluations_own_conditions(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--model", "demo", "--out", str(tmp_path), "--only-frontier", "--choose-strength"])
+    assert "validation conditions" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--model", "demo", "--out", str(tmp_path), "--world-seed", "2", "--choose-strength"])
+    assert "--only-frontier" in capsys.readouterr().err
+
+
+def test_choose_strength_takes_the_smallest_that_keeps_layout_and_text_else_the_best_sum():
+    comp = _pt("composable", 0.60, 0.70, 0.5)
+    curve = "collaborative (paper rule)"
+    pts = [comp, _pt("composable", 0.4, 0.8, 0.9), _pt(curve, 0.66, 0.60, 1.0), _pt(curve, 0.64, 0.69, 2.0),
+           _pt(curve, 0.635, 0.71, 4.0), _pt(curve, 0.55, 0.75, 8.0)]
+    ch = fr.choose_strength(pts)
+    assert ch["strength"] == 2.0 and ch["chosen"]["miou"] == 0.64 and "smallest" in ch["why"]
+    # stricter slack: 2 falls out (0.69 < 0.70), 4 meets both
+    assert fr.choose_strength(pts, attr_slack=0.0)["strength"] == 4.0
+    # none gains 0.03 mIoU with the text kept: the best sum (1: 1.26, 2: 1.33, 4: 1.345, 8: 1.30)
+    ch = fr.choose_strength(pts, miou_gain=0.1)
+    assert ch["strength"] == 4.0 and "no strength" in ch["why"]
+    # ties in the sum go to the smaller strength
+    tie = [comp, _pt(curve, 0.6, 0.7, 1.0), _pt(curve, 0.7, 0.6, 2.0)]
+    assert fr.choose_strength(tie, miou_gain=0.5)["strength"] == 1.0
+    with pytest.raises(ValueError, match="text weight 0.5"):
+        fr.choose_strength([_pt(curve, 0.6, 0.7, 1.0)])

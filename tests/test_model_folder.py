@@ -180,3 +180,18 @@ def test_a_collaborator_with_the_mean_path_round_trips(tmp_path):
     back = load_model(tmp_path / "m")
     assert back.config.modality("mask").collaborator.mean_path
     assert torch.equal(back.collaborators["mask"].mean_path[1].weight, model.collaborators["mask"].mean_path[1].weight)
+
+
+def test_a_modalitys_default_strength_round_trips_and_one_means_absent(tmp_path):
+    from dataclasses import replace
+
+    from collab.model import CollaborativeModel
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config()
+    cfg = replace(cfg, modalities=tuple(replace(m, strength=1.5) if m.name == "text" else m for m in cfg.modalities))
+    save_pretrained(CollaborativeModel(cfg), tmp_path / "m")
+    index = json.loads((tmp_path / "m" / INDEX_NAME).read_text())
+    assert [m.get("strength") for m in index["modalities"]] == [None, 1.5]
+    back = load_model(tmp_path / "m")
+    assert back.config.modality("text").strength == 1.5 and back.config.modality("mask").strength == 1.0

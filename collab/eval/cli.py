@@ -55,14 +55,21 @@ def stage_seconds_of(source: str) -> dict[str, float] | None:
 
 
 def run_frontier_study(model: CollaborativeModel, ev: Evaluator, cfg: EvalConfig, args) -> None:
-    from collab.eval.frontier import TEXT_STRENGTHS, TEXT_WEIGHTS, frontier_markdown, frontier_settings, run_frontier, \
-        write_frontier
+    from collab.eval.frontier import TEXT_STRENGTHS, TEXT_WEIGHTS, choose_strength, frontier_markdown, \
+        frontier_settings, run_frontier, write_frontier
 
     settings = frontier_settings(model, args.frontier_weights or TEXT_WEIGHTS, args.frontier_strengths or TEXT_STRENGTHS,
                                  args.frontier_rules)
     result = run_frontier(model, ev, cfg, settings)
+    if args.choose_strength:
+        result["choice"] = choose_strength(result["points"], args.frontier_rules[0])
     files = write_frontier(result, args.out)
     print(frontier_markdown(result))
+    if "choice" in result:
+        ch = result["choice"]
+        print(f"default text strength: {ch['strength']:g} ({ch['why']}; chosen mIoU {ch['chosen']['miou']:.3f} / "
+              f"attr {ch['chosen']['attr_acc']:.3f}, composable {ch['composable']['miou']:.3f} / "
+              f"{ch['composable']['attr_acc']:.3f})")
     print("wrote " + ", ".join(str(f) for f in files))
 
 def parser() -> argparse.ArgumentParser:
@@ -92,8 +99,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--only-edits", action="store_true", help="skip the generation table")
     ap.add_argument("--edit-alpha", type=float, default=1.0, help="alpha of the evaluated edits")
     ap.add_argument("--edit-strength", type=float, default=1.0,
-                    help="strength of the edited modality in the mix (1 = the learned mix; e.g. 2 lets a text "
-                         "edit count for more against the kept mask); its inversion runs under the same mix")
+                    help="strength of the edited modality in the mix, times the model's default (1 = the default "
+                         "mix; e.g. 2 lets a text edit count for more against the kept mask); its inversion runs under "
+                         "the same mix")
     ap.add_argument("--edit-preset", choices=EDIT_PRESETS, default="fast", type=preset_name,
                     help="optimisation settings of the evaluated edits (faithful, also called official: "
                          "500 + 1000 iterations)")
@@ -105,6 +113,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--only-frontier", action="store_true", help="only the frontier")
     ap.add_argument("--frontier-weights", type=float, nargs="+", default=None, help="composable text weights")
     ap.add_argument("--frontier-strengths", type=float, nargs="+", default=None, help="collaborative text strengths")
+    ap.add_argument("--choose-strength", action="store_true",
+                    help="with the frontier on a validation world: pick the model's default text strength "
+                         "(collab.eval.frontier.choose_strength) under the first --frontier-rules rule")
     ap.add_argument("--frontier-rules", nargs="+", choices=("paper", "official"), default=("paper", "official"),
                     help="the combination rules of the collaborative curves")
     return ap
@@ -113,6 +124,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     ap = parser()
     args = ap.parse_args(argv)
+    if args.choose_strength and not (args.frontier or args.only_frontier):
+        ap.error("--choose-strength reads the frontier: add --frontier or --only-frontier")
+    if args.choose_strength and args.world_seed == HELDOUT_WORLD:
+        ap.error(f"--choose-strength reads validation conditions: give a --world-seed other than {HELDOUT_WORLD} "
+                 "(the evaluation's)")
     if not (Path(args.evaluator) / "evaluator.yaml").exists():
         ap.error(f"no evaluator in {args.evaluator} (train one: python -m collab.train.evaluator --out {args.evaluator})")
 

@@ -123,6 +123,32 @@ def verdict(points: list[dict]) -> dict[str, str]:
     return out
 
 
+def choose_strength(points: list[dict], rule: str = "paper", miou_gain: float = 0.03,
+                    attr_slack: float = 0.02) -> dict:
+    """A model's default text strength, read off a frontier run on validation conditions (another
+    world seed, never the evaluation's). Against composable at equal weights (text weight 0.5): the
+    smallest strength whose point has at least `miou_gain` more mIoU and at most `attr_slack` less
+    attribute accuracy (closest to the learned mix that keeps both the layout lead and the text);
+    if none has both, the strength with the largest mIoU + attribute accuracy (ties: the smaller)."""
+    curve = f"collaborative ({rule} rule)"
+    base = [p for p in points if p["curve"] == "composable" and p["knob"] == 0.5]
+    ours = sorted((p for p in points if p["curve"] == curve), key=lambda p: p["knob"])
+    if not base or not ours:
+        raise ValueError(f"choosing a strength needs composable at text weight 0.5 and the {curve} curve; "
+                         "run the frontier with --frontier-weights 0.5 and --frontier-rules " + rule)
+    b = base[0]
+    ok = [p for p in ours if p["miou"] >= b["miou"] + miou_gain and p["attr_acc"] >= b["attr_acc"] - attr_slack]
+    if ok:
+        pick, why = ok[0], (f"the smallest strength with mIoU >= composable's + {miou_gain:g} and attribute "
+                            f"accuracy >= composable's - {attr_slack:g}")
+    else:
+        pick = max(ours, key=lambda p: (round(p["miou"] + p["attr_acc"], 9), -p["knob"]))
+        why = ("no strength met both conditions against composable; the one with the largest mIoU + attribute "
+               "accuracy")
+    return {"strength": pick["knob"], "rule": rule, "why": why, "chosen": pick, "composable": b,
+            "miou_gain": miou_gain, "attr_slack": attr_slack}
+
+
 def frontier_markdown(result: dict) -> str:
     c = result["config"]
     lines = [f"Frontier on model `{c['model']}`: {c['n']} held-out pairs, {c['sampler']} {c['steps']} steps "

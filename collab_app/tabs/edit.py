@@ -6,7 +6,7 @@ import gradio as gr
 from collab_app import edit_job as e
 from collab_app import widgets as w
 from collab_app.inputs import example_captions, example_files
-from collab_app.limits import ALPHA, MAX_TEXT_CHARS
+from collab_app.limits import ALPHA, EDIT_STRENGTH, MAX_TEXT_CHARS
 from collab_app.state import AppState
 
 ORDER = ("status", "edited", "strip", "seed", "steps", "alpha", "settings")
@@ -41,6 +41,12 @@ def create_tab(state: AppState, model: gr.Dropdown, attribute_names: tuple[str, 
                     preset = gr.Radio(list(e.PRESETS), value="fast", label="Preset",
                                       info="; ".join(f"{k}: {v}" for k, v in e.PRESETS.items()))
                 with gr.Row():
+                    keep = gr.Checkbox(False, label="Keep the face's layout in the mix (the parser's mask, tuned on "
+                                       "the face too: about twice the time)", visible=state.has_evaluator(),
+                                       elem_id="edit-keep-layout")
+                    strength = w.slider(EDIT_STRENGTH, "strength of the edited conditions against the kept layout "
+                                        "(x the model's default)", "edit-strength")
+                with gr.Row():
                     seed, randomize = w.seed_row("edit")
                     steps = w.steps_slider("edit", "Sampling steps")
                 job = w.job_buttons("Edit", "edit")
@@ -57,17 +63,19 @@ def create_tab(state: AppState, model: gr.Dropdown, attribute_names: tuple[str, 
 
         def edit(model: str, face: str, text: str, mask: dict | None, alpha: float, preset: str, seed: float,
                  randomize_seed: bool, steps: float, use_attributes: bool, attributes: list[str],
-                 request: gr.Request = None, progress=gr.Progress()):
+                 keep_layout: bool = False, strength: float = 1.0, request: gr.Request = None,
+                 progress=gr.Progress()):
             """Edit a face towards target text, mask and/or attributes."""
             req = e.edit_request(state, model, face, text, mask, alpha, preset, seed, steps, randomize_seed,
-                                 w.attrs(use_attributes, attributes))
+                                 w.attrs(use_attributes, attributes), strength, keep_layout)
             yield from w.views(state, (w.session(request), "edit"),
                                lambda stop: e.edit_stream(state, req, progress=progress, stop=stop), ORDER)
 
-        def validate(model, face, text, mask, alpha, preset, seed, randomize_seed, steps, use, ticked):
+        def validate(model, face, text, mask, alpha, preset, seed, randomize_seed, steps, use, ticked,
+                     keep_layout=False, strength=1.0):
             e.edit_request(state, model, face, text, mask, alpha, preset, seed, steps, randomize_seed,
-                           w.attrs(use, ticked))
+                           w.attrs(use, ticked), strength, keep_layout)
 
-        inputs = [model, face, text, mask, alpha, preset, seed, randomize, steps, use_attrs, attrs]
+        inputs = [model, face, text, mask, alpha, preset, seed, randomize, steps, use_attrs, attrs, keep, strength]
         w.wire_job(state, job, "edit", validate, edit, inputs, [status, edited, strip, seed, steps, alpha, settings],
                    "edit", [status, edited], examples, gpu_seconds=e.edit_seconds)

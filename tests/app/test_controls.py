@@ -52,6 +52,20 @@ def test_values_become_handles_by_modality_name(state):
     assert any("no text condition" in str(w.message) for w in caught)
 
 
+def test_a_slider_multiplies_the_models_default_strength(state):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    cfg = state.model().config
+    model = SimpleNamespace(config=replace(cfg, modalities=tuple(replace(m, strength=2.0) if m.name == "text" else m
+                                                                 for m in cfg.modalities)))
+    conds = {"mask": face_mask(), "text": TEXT}
+    # 1 leaves the default to the pipeline (text x2 there); any other value is that multiple of it
+    assert C.read(*values()).handles(model, conds)["strength"] == {}
+    assert C.read(*values(text=(1.5, 0.0, 1.0), mask=(0.5, 0.0, 1.0))).handles(model, conds)["strength"] == {
+        "text": 3.0, "mask": 0.5}
+
+
 def test_painted_region_from_layers_from_a_plain_value_and_nothing():
     region = np.zeros((8, 8), bool)
     region[2:4, 1:6] = True

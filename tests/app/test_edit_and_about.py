@@ -8,7 +8,7 @@ from PIL import Image
 from collab_app import about
 from collab_app import edit_job as e
 from collab_app.errors import UserError
-from tests.app.test_handlers import TEXT, Recorder
+from tests.app.test_handlers import TEXT, Recorder, painter
 
 
 def request(state, image, text=TEXT, alpha=1.0, preset="fast", seed=0, steps=3, mask=None):
@@ -33,6 +33,53 @@ def test_edit_streams_stages_and_returns_a_strip(state, monkeypatch, tmp_path):
     assert final.status.startswith("done (fast preset") and final.edited.shape == (256, 256, 3)  # shown enlarged
     assert [c for _, c in final.strip] == ["input", "alpha 0.0", "alpha 1.0"]
     assert json.loads(final.settings)["preset"] == "fast"
+
+
+def test_edit_keeps_the_layout_and_weights_the_text_against_it_over_the_models_default(state, monkeypatch):
+    from dataclasses import replace
+
+    from collab.editing import EditSession, EditSettings
+    from tests.app.conftest import face_mask
+
+    monkeypatch.setattr(EditSettings, "fast", classmethod(lambda cls: cls(embed_steps=2, finetune_steps=2,
+                                                                          trainable="attention")))
+    model = state.model()
+    monkeypatch.setattr(model, "config", replace(model.config, modalities=tuple(
+        replace(m, strength=1.5) if m.name == "text" else m for m in model.config.modalities)))
+
+    class Parser:
+        def parse(self, images):
+            return np.stack([face_mask(images.shape[1])] * len(images))
+
+    monkeypatch.setattr(state, "get_evaluator", lambda: Parser())
+    seen = []
+    real = EditSession.sample
+    monkeypatch.setattr(EditSession, "sample", lambda self, *a, **k: seen.append((sorted(self.edits), self.edited,
+                                                                                   k["strength"])) or real(self, *a, **k))
+    face = (np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8)
+    req = e.edit_request(state, state.default_model, face, TEXT, None, 1.0, "fast", 0, 2, strength=2.0,
+                         keep_layout=True)
+    assert req.keep_layout == "mask"
+    *_, final = e.edit_stream(state, req, strip=(0.0,))
+    # the parsed mask takes part, tuned but not edited; the text gets 2 x the model's default 1.5
+    assert seen == [(["mask", "text"], ["text"], {"text": 3.0})] * 2
+    assert "mask kept from the face, strength x2" in final.status
+    assert json.loads(final.settings)["strength"] == 2.0 and json.loads(final.settings)["kept"] == "mask"
+    seen.clear()
+    *_, plain = e.edit_stream(state, replace(req, strength=1.0), strip=())
+    assert seen == [(["mask", "text"], ["text"], None)] and "strength" not in plain.status  # 1: the default mix
+    with pytest.warns(UserWarning, match="edit strength 9 is outside 0.25..4: using 4"):
+        assert e.edit_request(state, state.default_model, face, TEXT, None, 1.0, "fast", 0, 2, strength=9,
+                              keep_layout=True).strength == 4
+    # without a kept condition a strength cannot act, and the page says so; a target mask replaces the layout
+    with pytest.warns(UserWarning, match="changes nothing here"):
+        e.edit_request(state, state.default_model, face, TEXT, None, 1.0, "fast", 0, 2, strength=2.0)
+    with pytest.warns(UserWarning, match="face's own layout is not kept"):
+        assert e.edit_request(state, state.default_model, face, TEXT, painter(face_mask()), 1.0, "fast", 0, 2,
+                              keep_layout=True).keep_layout is None
+    monkeypatch.setattr(state, "get_evaluator", lambda: None)
+    with pytest.raises(UserError, match="needs the face parser"):
+        e.edit_request(state, state.default_model, face, TEXT, None, 1.0, "fast", 0, 2, keep_layout=True)
 
 
 def test_edit_bad_inputs(state, tmp_path):
@@ -73,6 +120,16 @@ def test_about_says_the_load_state_the_output_size_and_links(state):
     assert "**loaded**" in md and "Responsible use" in md and "cpu" in md and "impersonat" in md
     table = state.models_markdown()
     assert "official_256" in table and "missing" in table and "checkpoints/" in table
+
+
+def test_about_names_a_models_default_strengths(state, monkeypatch):
+    from dataclasses import replace
+
+    model = state.model()
+    assert "default strengths" not in about.about_markdown(state)
+    monkeypatch.setattr(model, "config", replace(model.config, modalities=tuple(
+        replace(m, strength=1.5) if m.name == "text" else m for m in model.config.modalities)))
+    assert "default strengths: text x1.5 (chosen on validation conditions)" in about.about_markdown(state)
 
 
 def test_about_measures_what_the_learned_weights_do(state):

@@ -299,6 +299,9 @@ def test_the_page_builds_with_exactly_four_public_endpoints(state):
     assert [p["parameter_name"] for p in generate_api["parameters"]] == [
         "model", "text", "mask", "seed", "randomize_seed", "steps", "eta", "sampler", "batch_size", "rule",
         "use_attributes", "attributes", *C.NAMES]
+    edit_api = info["named_endpoints"]["/edit"]
+    assert [p["parameter_name"] for p in edit_api["parameters"]][-3:] == ["attributes", "keep_layout", "strength"]
+    assert all(p["parameter_has_default"] for p in edit_api["parameters"][-2:])  # left out: the default mix
     assert all(not r["label"].startswith("value_") for e in info["named_endpoints"].values() for r in e["returns"])
     # every event is queued: an error in an unqueued one reaches the page as a bare "Error" badge
     assert all(fn.queue for fn in demo.fns.values() if fn.fn is not None and fn.name != "load_example")
