@@ -67,7 +67,7 @@ def _add_sampling_args(p: argparse.ArgumentParser, mode_choice: bool) -> None:
         g.add_argument("--strength", nargs="+", action="extend", default=[], metavar="NAME=S",
                        help="multiply a modality's weight by S (>= 0) after the softmax and the rule, then "
                             "renormalise per pixel; S a number or a .npy [H, W] map, e.g. text=1.5; replaces "
-                            "the model's default strength of that modality (collab info shows it)")
+                            "the model's default strength of that modality (its model_index.json entry)")
         g.add_argument("--window", nargs="+", action="extend", default=[], metavar="NAME=START:END",
                        help="the part of the run in which a modality takes part (0 = first step, 1 = last), "
                             "e.g. mask=0:0.6; outside it its weight is 0")

@@ -17,9 +17,12 @@ def read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def stage_logs(run: Path) -> dict[str, list[dict]]:
-    """Loss records per stage present in `run`, in training order (unknown stages last)."""
-    found = {p.name[: -len(".loss.jsonl")]: p for p in sorted(run.glob("*.loss.jsonl"))}
+def stage_logs(run: Path, own_only: bool = False) -> dict[str, list[dict]]:
+    """Loss records per stage present in `run`, in training order (unknown stages last). `own_only`:
+    leave out logs hard-linked from another run (how a continuation takes over an earlier run's
+    finished stages): they were trained there, and counting them here would count them twice."""
+    found = {p.name[: -len(".loss.jsonl")]: p for p in sorted(run.glob("*.loss.jsonl"))
+             if not own_only or p.stat().st_nlink == 1}
     order = [s for s in STAGES if s in found] + [s for s in found if s not in STAGES]
     logs = {s: read_log(found[s]) for s in order}
     return {s: recs for s, recs in logs.items() if recs}  # a stage that logged nothing is left out

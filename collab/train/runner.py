@@ -234,10 +234,11 @@ def archive_if_other_modalities(engine: Engine, run: Path, diff_file: Path, name
 
 
 def stage_seconds(run: Path, cfg: ModelConfig) -> dict[str, float]:
-    """Training wall seconds of each stage this model used (VAE, collaborators, diffusers)."""
+    """Training wall seconds of each stage this model used (VAE, collaborators, diffusers) trained in
+    this run (not one hard-linked from an earlier run)."""
     from collab.train.report import stage_logs, wall_seconds
 
-    logs = stage_logs(run)
+    logs = stage_logs(run, own_only=True)
     return {s: round(wall_seconds(logs[s]), 1) for s in _stages(cfg) if s in logs}
 
 
@@ -245,7 +246,7 @@ def stage_steps(run: Path, cfg: ModelConfig) -> dict[str, int]:
     """Steps each stage trained in this run (the last logged step; stages taken over are absent)."""
     from collab.train.report import stage_logs
 
-    logs = stage_logs(run)
+    logs = stage_logs(run, own_only=True)
     return {s: int(logs[s][-1]["step"]) for s in _stages(cfg) if s in logs}
 
 

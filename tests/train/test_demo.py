@@ -105,6 +105,27 @@ def test_init_continues_an_exported_model_in_a_new_run(tmp_path):
     assert rec_b["stage_seconds"]["ldm_mask"] > rec_a["stage_seconds"]["ldm_mask"]
 
 
+def test_stages_hard_linked_from_an_earlier_run_are_not_counted_again(tmp_path):
+    """A continuation that links the earlier run's finished decoder stage in (as the demo's v3/v4 runs
+    did, to skip re-training it) neither re-runs it nor adds its seconds or steps a second time."""
+    import json
+    import os
+
+    first = tmp_path / "first"
+    run_demo(tmp_path / "run1", first, tiny_recipe(), log=lambda s: None)
+    (tmp_path / "run2").mkdir()
+    for name in ("decoder.pt", "decoder.ckpt", "decoder.loss.jsonl"):
+        if (tmp_path / "run1" / name).exists():
+            os.link(tmp_path / "run1" / name, tmp_path / "run2" / name)
+    second = tmp_path / "second"
+    run_demo(tmp_path / "run2", second, tiny_recipe(), log=lambda s: None, init=first)
+    rec_a = json.loads((first / "training.json").read_text())
+    rec_b = json.loads((second / "training.json").read_text())
+    assert (tmp_path / "run2" / "decoder.loss.jsonl").stat().st_nlink == 2  # taken over, not re-run
+    assert rec_b["stage_seconds"]["decoder"] == rec_a["stage_seconds"]["decoder"]
+    assert "decoder" not in rec_b["stage_steps"] and rec_b["stage_steps"]["ldm_mask"] == 2
+
+
 def test_keep_takes_a_collaborator_from_init_without_training_it(tmp_path):
     """`--keep attributes`: that collaborator is copied from the --init model; the others train on."""
     import json
