@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from collab import validate
 from collab.model import CollaborativeModel
-from collab.pipeline import CollabStep, GenerationResult, generate, invert
+from collab.pipeline import CollabStep, GenerationResult, generate, invert, relative_strength
 
 TRAINABLE = ("all", "attention")
 EDIT_STARTS = ("inversion", "noise")  # where sampling starts: the input's DDIM inversion, or fresh noise
@@ -126,6 +126,11 @@ class EditSession:
     def edited(self) -> list[str]:
         """The modalities given a target (not the kept ones tuned on the image)."""
         return [n for n, e in self.edits.items() if not e.kept]
+
+    def steering(self, model: CollaborativeModel, factor: float) -> dict[str, Any] | None:
+        """`sample(strength=)` giving the edited modalities `factor` times the model's default strength
+        against the kept ones; None at 1 (the model's default mix)."""
+        return relative_strength(model, dict.fromkeys(self.edited, factor)) if factor != 1 else None
 
     def sample(self, model: CollaborativeModel, alpha: float | Mapping[str, float], *, steps: int = 50,
                eta: float = 0.0, seed: int = 0, rule: str | None = None, mode: str = "collaborative",

@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from collab import kinds
 from collab.editing import EditSettings, edit, preset_name
-from collab.pipeline import relative_strength
+from collab.matching import reads
 
 from collab_app import pictures
 from collab_app.errors import UserError
@@ -93,7 +92,7 @@ def layout_modality(state: AppState, cfg, targets: dict) -> str | None:
     if state.get_evaluator() is None:
         raise UserError("keeping the face's layout needs the face parser (checkpoints/evaluator), which is not "
                         "installed")
-    names = [m.name for m in cfg.modalities if kinds.kind_of(m.encoder).reads == "mask"]
+    names = [m.name for m in cfg.modalities if reads(m) == ("mask",)]
     if not names:
         raise UserError(f"model {cfg.name} has no mask condition to keep the layout with")
     if names[0] in targets:
@@ -118,8 +117,8 @@ def edit_stream(state: AppState, req: EditRequest, strip: tuple[float, ...] = ST
                 report(EditView(f"{stage}: {done}/{total} (loss {loss:.4f})"))
 
         def sample(alpha: float) -> np.ndarray:
-            steer = relative_strength(model, dict.fromkeys(session.edited, req.strength)) if req.strength != 1 else None
-            return session.sample(model, alpha, steps=req.steps, seed=req.seed, strength=steer,
+            return session.sample(model, alpha, steps=req.steps, seed=req.seed,
+                                  strength=session.steering(model, req.strength),
                                   callback=lambda step: raise_if_stopped(cancelled)).images[0]
 
         with state.turn(req.model_name, cancelled, waiting(report, progress, EditView)):

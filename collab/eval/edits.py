@@ -78,7 +78,6 @@ def evaluate_edits(model: CollaborativeModel, ev: Evaluator, n: int = 10, settin
     modality's strength in the mix against the kept ones, times the model's default (1 = the default
     mix); `world_seed`: another world is a validation set of edits."""
     from collab.editing import EditSettings, edit
-    from collab.pipeline import relative_strength
 
     settings = settings or EditSettings.fast()
     text_name = next((m.name for m in model.config.modalities if m.kind == "text"), None)
@@ -91,7 +90,7 @@ def evaluate_edits(model: CollaborativeModel, ev: Evaluator, n: int = 10, settin
         else:
             targets, keep = {mask_name: case.target}, {}
         session = edit(model, case.image, targets, settings=settings, keep=keep)
-        steer = relative_strength(model, {name: strength for name in session.edited}) if strength != 1.0 else None
+        steer = session.steering(model, strength)
         out = session.sample(model, alpha, steps=steps, seed=k, strength=steer).images[0]
         secs = time.perf_counter() - t0
         diff = np.abs(out.astype(np.float64) - case.image.astype(np.float64)).mean(-1)
